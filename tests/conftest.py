@@ -1,0 +1,54 @@
+"""Fixtures shared by every test directory.
+
+Docker and the local model are real here: a test that needs them fails (never skips)
+when they are missing, so CI cannot go green without them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from atomic import config
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    """Virtual time: sleeps end at once, trio.current_time() is exact."""
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+@pytest.fixture
+def tmp_settings(tmp_path: Path) -> config.Settings:
+    """Settings isolated in a temporary data dir and socket path, ignoring the caller's env."""
+    return config.load(
+        env={},
+        overrides={
+            "data_dir": str(tmp_path / "data"),
+            "ipc_socket": str(tmp_path / "agent.sock"),
+            "http_port": 0,
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A live Docker client. Fails the test when the engine is not reachable."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - translated into a test failure
+        pytest.fail(f"Docker engine is required for this test and is not reachable: {exc}")
+    image = os.environ.get("ATOMIC_SANDBOX_IMAGE", "atomic-sandbox:latest")
+    try:
+        client.images.get(image)
+    except Exception:  # noqa: BLE001
+        pytest.fail(f"sandbox image {image} is missing: run tools/build-sandbox-image.sh")
+    yield client
+    client.close()
