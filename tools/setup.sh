@@ -16,6 +16,10 @@ need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v git >/dev/null || need+=(git)
+command -v curl >/dev/null || need+=(curl)
+command -v cc >/dev/null || need+=(build-essential)
+"$PY" -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+"$PY" -c 'import sysconfig,os,sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"],"Python.h")))' 2>/dev/null || need+=(python3-dev)
 if [ ${#need[@]} -gt 0 ]; then
     say "installing ${need[*]}"
     $SUDO apt-get update -qq

@@ -1,0 +1,166 @@
+"""The command-line client: ``atomic generate`` and ``atomic status``.
+
+``generate`` opens ``/ws/stream``, sends the prompt, and shows the job as it happens: each
+stage with its timing, the model's tokens as they stream, the program's output, then the
+result and the downloaded artifact's path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+BOLD = "\033[1m" if sys.stdout.isatty() else ""
+DIM = "\033[2m" if sys.stdout.isatty() else ""
+RESET = "\033[0m" if sys.stdout.isatty() else ""
+
+
+def _ws_url(url: str) -> str:
+    parts = urlsplit(url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return urlunsplit((scheme, parts.netloc, "/ws/stream", "", ""))
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def generate(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {
+        "prompt": args.prompt,
+        "language": args.language,
+        "priority": args.priority,
+        "execute": not args.no_execute,
+        "export": [x.strip() for x in args.export.split(",") if x.strip()],
+    }
+    if args.provider:
+        body["provider"] = args.provider
+    if args.model:
+        body["model"] = args.model
+    try:
+        return trio.run(_generate, args, body)
+    except (OSError, httpx.HTTPError) as exc:
+        print(f"atomic: cannot reach the server at {args.url}: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _generate(args: argparse.Namespace, body: dict[str, Any]) -> int:
+    out = sys.stdout
+    headers = [(k.encode(), v.encode()) for k, v in _headers(args.api_key).items()]
+    t0 = time.monotonic()
+    job: dict[str, Any] | None = None
+    last_stage: str | None = None
+    stage_t0 = t0
+    streaming = False
+    async with open_websocket_url(_ws_url(args.url), extra_headers=headers) as ws:
+        await ws.send_message(json.dumps(body))
+        while True:
+            try:
+                msg = json.loads(await ws.get_message())
+            except ConnectionClosed:
+                break
+            kind = msg.get("type")
+            if kind == "accepted":
+                print(f"{BOLD}job {msg['job']['id']}{RESET} accepted "
+                      f"(queue position {msg['job'].get('queue_position')})", file=out)
+            elif kind == "state":
+                if streaming:
+                    print(file=out)
+                    streaming = False
+                now = time.monotonic()
+                if last_stage is not None:
+                    print(f"{DIM}  {last_stage.lower()} took {now - stage_t0:.2f} s{RESET}", file=out)
+                last_stage, stage_t0 = msg["state"], now
+                print(f"{BOLD}[{msg['progress'] * 100:5.1f}%] {msg['state']}{RESET}", file=out, flush=True)
+            elif kind == "token":
+                if not args.quiet:
+                    out.write(msg["text"])
+                    out.flush()
+                    streaming = True
+            elif kind == "file":
+                print(f"  file {msg['path']} ({msg['size']} bytes)", file=out)
+            elif kind == "output":
+                if not args.quiet:
+                    prefix = "  | " if msg["stream"] == "stdout" else "  ! "
+                    for line in msg["data"].splitlines():
+                        print(prefix + line, file=out)
+            elif kind == "done":
+                job = msg["job"]
+            elif kind == "error":
+                print(f"atomic: {msg['error']['code']}: {msg['error']['message']}", file=sys.stderr)
+                return 2
+    if job is None:
+        print("atomic: the connection closed before the job ended", file=sys.stderr)
+        return 1
+    return await _report(args, job, time.monotonic() - t0)
+
+
+async def _report(args: argparse.Namespace, job: dict[str, Any], elapsed: float) -> int:
+    out = sys.stdout
+    print(f"\n{BOLD}{job['state']}{RESET} in {elapsed:.2f} s", file=out)
+    for f in job.get("files") or []:
+        print(f"  {f['path']}  {f['size']} bytes  sha256 {f['sha256'][:16]}…", file=out)
+    ex = job.get("execution")
+    if ex:
+        print(f"  ran: termination={ex['termination']} exit_code={ex['exit_code']} "
+              f"duration={ex['duration_ms']:.0f} ms truncated={ex['truncated']}", file=out)
+        if ex.get("stdout"):
+            print("  stdout:", file=out)
+            for line in ex["stdout"].splitlines()[:40]:
+                print("    " + line, file=out)
+        if ex.get("stderr"):
+            print("  stderr:", file=out)
+            for line in ex["stderr"].splitlines()[-20:]:
+                print("    " + line, file=out)
+    usage = job.get("usage") or {}
+    if usage.get("provider"):
+        print(f"  model: {usage['provider']}/{usage['model']}  tokens: {usage['prompt_tokens']} in, "
+              f"{usage['completion_tokens']} out", file=out)
+    if job.get("error"):
+        err = job["error"]
+        print(f"  error: {err['code']} in {err.get('stage')}: {err['message']}", file=out)
+    async with httpx.AsyncClient(base_url=args.url, headers=_headers(args.api_key), timeout=30) as client:
+        for art in job.get("artifacts") or []:
+            resp = await client.get(art["url"])
+            if resp.status_code != 200:
+                print(f"  artifact {art['format']}: HTTP {resp.status_code}", file=out)
+                continue
+            name = art.get("filename") or f"atomic-{job['id']}.{art['format']}"
+            path = os.path.abspath(os.path.join(args.out, os.path.basename(name)))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            await trio.Path(path).write_bytes(resp.content)
+            print(f"  artifact {art['format']}: {path} ({len(resp.content)} bytes)", file=out)
+    return 0 if job["state"] == "COMPLETE" else 3
+
+
+def status(args: argparse.Namespace) -> int:
+    try:
+        resp = httpx.get(args.url.rstrip("/") + "/api/status", headers=_headers(args.api_key), timeout=10)
+    except httpx.HTTPError as exc:
+        print(f"atomic: cannot reach the server at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    doc = resp.json()
+    if args.json or resp.status_code != 200:
+        print(json.dumps(doc, indent=2))
+        return 0 if resp.status_code == 200 and doc.get("status") == "ok" else 1
+    print(f"status    {doc['status']}  (version {doc['version']}, up {doc['uptime_s']:.0f} s)")
+    for reason in doc.get("reasons", []):
+        print(f"  reason  {reason}")
+    q = doc["queue"]
+    print(f"queue     {q['depth']}/{q['capacity']}  {q['by_priority']}")
+    print(f"workers   {doc['workers']['busy']}/{doc['workers']['total']} busy")
+    a = doc["agent"]
+    print(f"agent     healthy={a.get('healthy')} connected={a.get('connected')}/{a.get('pool_size')}")
+    s = doc["sandbox"]
+    print(f"sandbox   available={s.get('available')} image={s.get('image')} warm={s.get('warm')}")
+    print(f"languages {', '.join(doc['languages'])}")
+    return 0 if doc["status"] == "ok" else 1

@@ -1,0 +1,74 @@
+"""Logging: JSON lines for services, readable text on a terminal.
+
+Each record carries the request id and job id of the task that logged it, when there is
+one (set through :data:`request_id` and :data:`job_id` context variables, which Trio
+copies into child tasks).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import time
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("atomic_request_id", default=None)
+job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("atomic_job_id", default=None)
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id.get()
+        if not hasattr(record, "job_id"):
+            record.job_id = job_id.get()
+        return True
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key in ("request_id", "job_id"):
+            value = getattr(record, key, None)
+            if value:
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s%(ctx)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [f"{k}={getattr(record, k)}" for k in ("job_id", "request_id") if getattr(record, k, None)]
+        record.ctx = f"  [{' '.join(parts)}]" if parts else ""
+        return super().format(record)
+
+
+def setup(level: str = "INFO", fmt: str = "auto", stream=None) -> None:
+    stream = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "text" if getattr(stream, "isatty", lambda: False)() else "json"
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JSONFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(_ContextFilter())
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Third-party chatter stays at WARNING unless we debug.
+    for noisy in ("hypercorn.access", "httpx", "httpcore", "docker", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+
+
+def set_level(level: str) -> None:
+    logging.getLogger().setLevel(level)

@@ -1,0 +1,351 @@
+"""The job manager: accepts work, queues it, runs it, keeps it durable.
+
+Accepting a job is *decide, then act*: a queue slot is reserved synchronously (so a
+burst past capacity is refused with ``queue_full`` before anything is written), then the
+job document is committed to the store, and only then is the client told 202. At most
+``max_concurrent`` workers take jobs (and ``/api/execute`` runs) from the priority queue;
+each job runs in its own cancel scope and nursery, so cancelling it tears down its
+generation, its sandbox and its stage tasks together.
+
+On start, jobs the store holds as unfinished are queued again (a job that keeps being
+interrupted is failed with ``interrupted`` instead). On shutdown, running jobs get a grace
+period, then are cancelled and stored as QUEUED, to be picked up by the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from .. import errors
+from ..config import Settings
+from ..errors import JobFailed
+from .job import TERMINAL, Job, State
+from .stages import Pipeline
+
+log = logging.getLogger("atomic.jobs")
+
+MAX_RECOVERIES = 3
+
+
+@dataclass
+class Services:
+    """What a pipeline needs from the rest of the process."""
+
+    settings: Settings
+    agent: Any  # atomic.ipc.pool.AgentPool
+    sandbox: Any  # atomic.sandbox.SandboxController
+    store: Any  # atomic.store.JobStore
+    artifacts: Any  # atomic.store.ArtifactStore
+    queue: Any  # atomic.queue.JobQueue
+    metrics: Any  # atomic.metrics.Metrics
+
+    async def persist(self, job: Job) -> None:
+        await self.store.put(job.document())
+
+
+@dataclass
+class ExecRun:
+    """An /api/execute run waiting in the queue for a worker."""
+
+    id: str
+    spec: Any
+    on_output: Any = None
+    done: trio.Event = field(default_factory=trio.Event)
+    result: Any = None
+    error: BaseException | None = None
+    scope: trio.CancelScope | None = None
+
+
+class JobManager:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self.settings = services.settings
+        self.queue = services.queue
+        self.active: dict[str, Job] = {}
+        self.runs: dict[str, ExecRun] = {}
+        self.shutting_down = False
+        self.busy = 0
+        self._idle = trio.Event()
+        self._idle.set()
+        self._run_seq = 0
+        self.queue.on_get = self._on_get
+
+    # --- service ----------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Recover unfinished jobs, then run the workers and the retention sweeper."""
+        await self.recover()
+        async with trio.open_nursery() as nursery:
+            for _ in range(self.settings.max_concurrent):
+                nursery.start_soon(self._worker)
+            if self.settings.retention_days > 0:
+                nursery.start_soon(self._sweeper)
+            task_status.started()
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking work and give running jobs ``grace`` seconds to finish."""
+        self.shutting_down = True
+        with trio.move_on_after(grace):
+            await self._idle.wait()
+
+    # --- accepting ----------------------------------------------------------------------
+    async def submit(self, request: dict[str, Any]) -> Job:
+        if self.shutting_down:
+            raise errors.ShuttingDown("the server is shutting down and takes no new jobs")
+        job = Job(request)
+        self.queue.put_nowait(job.id, request.get("priority", "normal"))  # raises QueueFull
+        self.active[job.id] = job
+        job.queue_position = self.queue.position(job.id)
+        try:
+            await self.s.persist(job)
+        except BaseException:
+            self.queue.remove(job.id)
+            self.active.pop(job.id, None)
+            raise
+        self.s.metrics.job_state(None, State.QUEUED.value)
+        return job
+
+    async def execute(self, spec: Any, priority: str = "normal", on_output: Any = None) -> Any:
+        """Run one /api/execute body through the queue; returns the ExecutionResult."""
+        if self.shutting_down:
+            raise errors.ShuttingDown("the server is shutting down and takes no new runs")
+        self._run_seq += 1
+        run = ExecRun(id=f"run-{self._run_seq}", spec=spec, on_output=on_output)
+        self.queue.put_nowait(run.id, priority)
+        self.runs[run.id] = run
+        try:
+            await run.done.wait()
+        finally:
+            if not run.done.is_set():
+                # The client went away: leave the queue, or stop the run.
+                self.queue.remove(run.id)
+                if run.scope is not None:
+                    run.scope.cancel()
+            self.runs.pop(run.id, None)
+        if run.error is not None:
+            raise run.error
+        return run.result
+
+    # --- reading ------------------------------------------------------------------------
+    async def get(self, job_id: str) -> dict[str, Any]:
+        job = self.active.get(job_id)
+        if job is not None:
+            return self._document(job)
+        doc = await self.s.store.get(job_id)
+        if doc is None:
+            raise errors.JobNotFound(f"no job has the id {job_id!r}")
+        return doc
+
+    async def job(self, job_id: str) -> Job:
+        """The live job, or one rebuilt from its stored document."""
+        job = self.active.get(job_id)
+        if job is not None:
+            return job
+        doc = await self.s.store.get(job_id)
+        if doc is None:
+            raise errors.JobNotFound(f"no job has the id {job_id!r}")
+        return Job.from_document(doc)
+
+    async def list(self, state: str | None, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        docs, nxt = await self.s.store.list(state, limit, cursor)
+        out = []
+        for doc in docs:
+            live = self.active.get(doc["id"])
+            out.append(self._document(live) if live is not None else doc)
+        return out, nxt
+
+    def _document(self, job: Job) -> dict[str, Any]:
+        if job.state == State.QUEUED:
+            job.queue_position = self.queue.position(job.id)
+        return job.document()
+
+    # --- cancelling ---------------------------------------------------------------------
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        job = self.active.get(job_id)
+        if job is None:
+            doc = await self.s.store.get(job_id)
+            if doc is None:
+                raise errors.JobNotFound(f"no job has the id {job_id!r}")
+            raise errors.JobFinished(f"job {job_id} has already ended ({doc['state']})")
+        if job.state.terminal:
+            raise errors.JobFinished(f"job {job_id} has already ended ({job.state.value})")
+        job.cancel_requested = True
+        if job.state == State.QUEUED and self.queue.remove(job.id):
+            await self._finish(job, State.CANCELLED, None)
+            return job.document()
+        if job.cancel_scope is not None:
+            job.cancel_scope.cancel()
+        with trio.move_on_after(self.settings.cleanup_timeout_s + 1):
+            await job.finished.wait()
+        return job.document()
+
+    # --- recovery and retention ---------------------------------------------------------
+    async def recover(self) -> None:
+        docs = await self.s.store.unfinished()
+        requeued = failed = 0
+        for doc in docs:
+            job = Job.from_document(doc)
+            if job.recovered >= MAX_RECOVERIES:
+                job.error = None
+                await self._finish(
+                    job,
+                    State.FAILED,
+                    {
+                        "code": "interrupted",
+                        "message": f"the job was interrupted {job.recovered + 1} times by restarts; not retried",
+                        "stage": doc["state"],
+                    },
+                )
+                failed += 1
+                continue
+            interrupted_in = job.state.value
+            self._reset(job)
+            job.recovered += 1
+            job.attempts.append({"interrupted": True, "stage": interrupted_in})
+            self.queue.put_nowait(job.id, job.request.get("priority", "normal"), force=True)
+            self.active[job.id] = job
+            await self.s.persist(job)
+            requeued += 1
+        if docs:
+            log.info("recovered %d unfinished job(s): %d re-queued, %d failed as interrupted",
+                     len(docs), requeued, failed)
+
+    @staticmethod
+    def _reset(job: Job) -> None:
+        job.state = State.QUEUED
+        job.progress = 0.0
+        job.started_at = None
+        job.stages = []
+        job.files = []
+        job.execution = None
+        job.artifacts = []
+        job.error = None
+
+    async def _sweeper(self) -> None:
+        while True:
+            try:
+                ids = await self.s.store.prune(self.settings.retention_days * 86400)
+                for job_id in ids:
+                    await self.s.artifacts.remove(job_id)
+                if ids:
+                    log.info("pruned %d finished job(s) past retention", len(ids))
+            except errors.AtomicError as exc:
+                log.warning("retention sweep failed: %s", exc)
+            await trio.sleep(3600)
+
+    # --- running ------------------------------------------------------------------------
+    def _on_get(self, item_id: str, waited_s: float) -> None:
+        self.s.metrics.queue_wait(waited_s)
+
+    async def _worker(self) -> None:
+        while True:
+            item_id = await self.queue.get()
+            self.busy += 1
+            self._idle = trio.Event() if self.busy == 1 else self._idle
+            try:
+                run = self.runs.get(item_id)
+                if run is not None:
+                    await self._run_exec(run)
+                    continue
+                job = self.active.get(item_id)
+                if job is None or job.state.terminal:
+                    continue
+                await self._run_job(job)
+            finally:
+                self.busy -= 1
+                if self.busy == 0:
+                    self._idle.set()
+
+    async def _run_exec(self, run: ExecRun) -> None:
+        with trio.CancelScope() as scope:
+            run.scope = scope
+            try:
+                run.result = await self.s.sandbox.execute(run.spec, on_output=run.on_output)
+                self.s.metrics.sandbox_run(run.result.termination)
+            except errors.AtomicError as exc:
+                run.error = exc
+        if scope.cancelled_caught and run.result is None and run.error is None:
+            run.error = errors.AtomicError("the run was cancelled", code="cancelled")
+        run.done.set()
+
+    async def _run_job(self, job: Job) -> None:
+        t0 = trio.current_time()
+        outcome: tuple[State, dict[str, Any] | None] | None = None
+        try:
+            with trio.CancelScope() as scope:
+                job.cancel_scope = scope
+                if job.cancel_requested:
+                    scope.cancel()
+                try:
+                    async with trio.open_nursery() as nursery:
+                        pipeline = Pipeline(job, self.s)
+                        pipeline.nursery = nursery  # type: ignore[attr-defined]
+                        await pipeline.run()
+                    outcome = (State.COMPLETE, None)
+                except JobFailed as exc:
+                    outcome = (State.FAILED, {"code": exc.code, "message": exc.message, "stage": exc.stage})
+                except Exception as exc:  # a bug: the job fails, the server lives on
+                    log.exception("job %s: unexpected error in %s", job.id, job.state.value)
+                    outcome = (
+                        State.FAILED,
+                        {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}",
+                         "stage": job.state.value},
+                    )
+            if outcome is None:  # our scope was cancelled: the user asked
+                outcome = (State.CANCELLED, {"code": "cancelled", "message": "the job was cancelled",
+                                             "stage": job.state.value})
+                if job.execution is not None and job.state == State.EXECUTING:
+                    job.execution = dict(job.execution, termination="cancelled")
+            await self._finish(job, *outcome)
+        except trio.Cancelled:
+            # The server itself is stopping: keep the job for the next start.
+            if job.cancel_requested:
+                with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
+                    await self._finish(job, State.CANCELLED, {"code": "cancelled",
+                                                               "message": "the job was cancelled",
+                                                               "stage": job.state.value})
+            else:
+                interrupted_in = job.state.value
+                self._reset(job)
+                job.attempts.append({"interrupted": True, "stage": interrupted_in})
+                with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
+                    await self.s.persist(job)
+            raise
+        finally:
+            job.cancel_scope = None
+            self.s.metrics.job_duration(trio.current_time() - t0)
+
+    async def _finish(self, job: Job, state: State, error: dict[str, Any] | None) -> None:
+        previous = job.state.value
+        job.finish(state, error)
+        for stage in job.stages:
+            if stage.get("duration_ms") is not None:
+                self.s.metrics.stage(stage["name"], stage["duration_ms"] / 1000)
+        self.s.metrics.job_state(previous, state.value)
+        with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
+            await self.s.persist(job)
+        self.active.pop(job.id, None)
+
+    # --- introspection ----------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for job in self.active.values():
+            out[job.state.value] = out.get(job.state.value, 0) + 1
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"<JobManager active={len(self.active)} busy={self.busy}/{self.settings.max_concurrent} "
+            f"queued={len(self.queue)} shutting_down={self.shutting_down}>"
+        )
+
+
+def retry_after_header(exc: errors.QueueFull) -> str:
+    return str(max(1, math.ceil(exc.retry_after)))
+
+
+__all__ = ["JobManager", "Services", "TERMINAL", "retry_after_header"]

@@ -1,0 +1,59 @@
+from atomic.pipeline import prompt
+from atomic.pipeline.languages import LANGUAGES
+
+PY = LANGUAGES["python"]
+
+
+def paths(answer):
+    return {f.path: f.content for f in prompt.extract_files(answer, PY)}
+
+
+def test_messages_name_the_language_entry_and_command():
+    msgs = prompt.messages("print squares", PY)
+    assert msgs[0]["role"] == "system" and msgs[1] == {"role": "user", "content": "print squares"}
+    assert "```python main.py" in msgs[0]["content"]
+    assert "python3 main.py" in msgs[0]["content"]
+
+
+def test_unnamed_block_becomes_the_entry_point():
+    files = paths("Here you go:\n```python\nprint(1)\n```\nThis prints 1.")
+    assert files == {"main.py": "print(1)\n"}
+
+
+def test_names_on_the_fence_and_before_the_block():
+    answer = (
+        "```python main.py\nimport util\nutil.go()\n```\n"
+        "**util.py**\n```python\ndef go():\n    print('x')\n```\n"
+    )
+    files = paths(answer)
+    assert set(files) == {"main.py", "util.py"}
+    assert files["util.py"].startswith("def go()")
+
+
+def test_file_marker_on_the_first_line():
+    files = paths("```python\n# file: main.py\nprint(2)\n```")
+    assert files == {"main.py": "print(2)\n"}
+
+
+def test_blocks_in_other_languages_are_not_programs():
+    files = paths("```python\nprint(3)\n```\nOutput:\n```text\n3\n```\n```json\n{}\n```")
+    assert files == {"main.py": "print(3)\n"}
+
+
+def test_a_named_file_of_the_language_becomes_the_entry_point():
+    files = paths("```python squares.py\nprint(4)\n```")
+    assert files == {"main.py": "print(4)\n"}
+
+
+def test_bare_code_without_fence_is_taken_when_it_looks_like_code():
+    assert paths("for i in range(3):\n    print(i)") == {"main.py": "for i in range(3):\n    print(i)\n"}
+    assert paths("I cannot help with that.") == {}
+
+
+def test_repair_messages_carry_the_failure():
+    msgs = prompt.messages("x", PY)
+    out = prompt.repair_messages(msgs, "```python\nboom\n```", PY,
+                                 {"termination": "exited", "exit_code": 1, "stderr": "NameError: boom", "stdout": ""})
+    assert out[:2] == msgs
+    assert out[2] == {"role": "assistant", "content": "```python\nboom\n```"}
+    assert "exit code 1" in out[3]["content"] and "NameError: boom" in out[3]["content"]
