@@ -115,6 +115,9 @@ class Settings:
 
     # --- sandbox
     sandbox_image: str = field(default="atomic-sandbox:latest", metadata=_meta("sandbox image", "str"))
+    docker_host: str | None = field(
+        default=None, metadata=_meta("Docker engine URL (default: DOCKER_HOST or the local socket)", "str?")
+    )
     memory_limit_mb: int = field(default=512, metadata=_meta("maximum memory per run (MiB)", "int>0"))
     default_memory_mb: int = field(default=256, metadata=_meta("default memory per run (MiB)", "int>0"))
     timeout_s: float = field(default=10.0, metadata=_meta("default wall-clock limit per run", "float>0"))

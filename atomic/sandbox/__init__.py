@@ -1,0 +1,24 @@
+"""Docker sandbox: run generated programs confined, from Trio.
+
+See :mod:`atomic.sandbox.controller` for how a run works and :mod:`atomic.sandbox.limits`
+for what confines it.
+"""
+
+from .controller import TERMINATIONS, ExecutionResult, RunSpec, SandboxController, SandboxStatistics
+from .image import build_image
+from .limits import Limits, resolve_limits
+from .paths import validate_path
+from .reaper import reap
+
+__all__ = [
+    "TERMINATIONS",
+    "ExecutionResult",
+    "Limits",
+    "RunSpec",
+    "SandboxController",
+    "SandboxStatistics",
+    "build_image",
+    "reap",
+    "resolve_limits",
+    "validate_path",
+]
