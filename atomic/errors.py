@@ -195,6 +195,23 @@ class UnsafePath(SandboxError):
     status = 422
 
 
+# --- store ---------------------------------------------------------------------------
+
+
+class StoreError(AtomicError):
+    """The jobs database could not be read or written."""
+
+    code = "store_error"
+    status = 500
+
+
+class ArtifactError(AtomicError):
+    """An artifact could not be exported."""
+
+    code = "export_failed"
+    status = 500
+
+
 # --- jobs, queue and API -------------------------------------------------------------
 
 

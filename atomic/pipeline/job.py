@@ -127,6 +127,7 @@ class Job:
         self.error: dict[str, Any] | None = None
         self.recovered = 0  # times this job was re-queued after a restart
         self.queue_position: int | None = None
+        self.accepted: dict[str, Any] | None = None  # the document as first stored
         self.watchers: set[EventBuffer] = set()
         self.finished = trio.Event()
         self.cancel_scope: trio.CancelScope | None = None

@@ -24,7 +24,7 @@ import trio
 from .. import errors
 from ..config import Settings
 from ..errors import JobFailed
-from .job import TERMINAL, Job, State
+from .job import TERMINAL, EventBuffer, Job, State
 from .stages import Pipeline
 
 log = logging.getLogger("atomic.jobs")
@@ -93,15 +93,21 @@ class JobManager:
             await self._idle.wait()
 
     # --- accepting ----------------------------------------------------------------------
-    async def submit(self, request: dict[str, Any]) -> Job:
+    async def submit(self, request: dict[str, Any], *, watcher: EventBuffer | None = None) -> Job:
+        """Accept a job: durable when this returns. ``watcher`` sees every event from the first."""
         if self.shutting_down:
             raise errors.ShuttingDown("the server is shutting down and takes no new jobs")
         job = Job(request)
+        if watcher is not None:
+            job.watchers.add(watcher)
         self.queue.put_nowait(job.id, request.get("priority", "normal"))  # raises QueueFull
         self.active[job.id] = job
         job.queue_position = self.queue.position(job.id)
+        # The 202 answer shows the job as accepted, even if a worker starts it while the
+        # document is being committed.
+        job.accepted = job.document()
         try:
-            await self.s.persist(job)
+            await self.s.store.put(job.accepted)
         except BaseException:
             self.queue.remove(job.id)
             self.active.pop(job.id, None)
@@ -286,10 +292,13 @@ class JobManager:
                         pipeline.nursery = nursery  # type: ignore[attr-defined]
                         await pipeline.run()
                     outcome = (State.COMPLETE, None)
-                except JobFailed as exc:
+                except* JobFailed as group:
+                    exc = group.exceptions[0]
+                    assert isinstance(exc, JobFailed)
                     outcome = (State.FAILED, {"code": exc.code, "message": exc.message, "stage": exc.stage})
-                except Exception as exc:  # a bug: the job fails, the server lives on
-                    log.exception("job %s: unexpected error in %s", job.id, job.state.value)
+                except* Exception as group:  # a bug: the job fails, the server lives on
+                    exc = group.exceptions[0]
+                    log.error("job %s: unexpected error in %s", job.id, job.state.value, exc_info=exc)
                     outcome = (
                         State.FAILED,
                         {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}",

@@ -53,6 +53,8 @@ def error_response(exc: errors.AtomicError) -> Response:
     headers = {}
     if isinstance(exc, errors.QueueFull):
         headers["Retry-After"] = str(max(1, int(round(exc.retry_after + 0.499))))
+    if isinstance(exc, errors.PayloadTooLarge):
+        headers["Connection"] = "close"  # the unread body must not be taken for the next request
     if isinstance(exc, errors.Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="atomic"'
     return json_response({"error": exc.to_dict()}, exc.status, headers)
@@ -114,6 +116,9 @@ def create_app(rt: Runtime) -> QuartTrio:
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
         if request.method == "OPTIONS":
             return None
+        if request.content_length is not None and request.content_length > settings.max_body_bytes:
+            return error_response(errors.PayloadTooLarge(
+                f"the request body is larger than {settings.max_body_bytes} bytes"))
         if request.path != "/health" and not _authorized():
             return error_response(errors.Unauthorized("a valid API key is required: Authorization: Bearer <key>"))
         return None
@@ -201,7 +206,7 @@ def create_app(rt: Runtime) -> QuartTrio:
         if req["wait"]:
             await job.finished.wait()
             return json_response(job.document(), 200, {"Location": f"/api/jobs/{job.id}"})
-        return json_response(job.document(), 202, {"Location": f"/api/jobs/{job.id}"})
+        return json_response(job.accepted or job.document(), 202, {"Location": f"/api/jobs/{job.id}"})
 
     @app.get("/api/jobs")
     async def list_jobs() -> Response:

@@ -36,6 +36,7 @@ class Runtime:
     supervisor: Any = None  # AgentSupervisor, when the agent is our child
     sandbox: Any = None
     manager: Any = None
+    app: Any = None
     started_at: float = field(default_factory=time.time)
     shutdown: trio.Event = field(default_factory=trio.Event)
     stopping: trio.Event = field(default_factory=trio.Event)  # WebSockets close with 1001
@@ -145,7 +146,7 @@ async def serve(
 
         async with trio.open_nursery() as work:
             await work.start(rt.manager.run)
-            app = create_app(rt)
+            app = rt.app = create_app(rt)
             hconf = hypercorn.config.Config()
             binds = [f"{settings.host}:{settings.http_port}"]
             if settings.ws_port is not None and settings.ws_port != settings.http_port:

@@ -19,6 +19,7 @@ from quart_trio import QuartTrio
 
 from .. import errors
 from ..pipeline import request as reqs
+from ..pipeline.job import EventBuffer
 from ..pipeline.languages import supported
 from .runtime import Runtime
 
@@ -89,10 +90,12 @@ async def _session(rt: Runtime) -> None:
                     raise errors.ValidationError("job_id", "expected a string")
         if follow is not None:
             job = await rt.manager.job(follow)
+            buf = job.watch()
         else:
             req = reqs.parse_generate(first, supported=supported(rt.sandbox.languages()))
             rt.sandbox.resolve_limits(req["limits"] or None)
-            job = await rt.manager.submit(req)
+            buf = EventBuffer()
+            job = await rt.manager.submit(req, watcher=buf)
     except trio.TooSlowError:
         await fail(errors.ValidationError("message", "no start message within 30 s"))
         return
@@ -101,9 +104,8 @@ async def _session(rt: Runtime) -> None:
         return
 
     job_id = job.id
-    buf = job.watch()
     if follow is None:
-        await send({"type": "accepted", "job": rt.manager._document(job)})
+        await send({"type": "accepted", "job": job.accepted or job.document()})
 
     async def reader(cancel_scope: trio.CancelScope) -> None:
         while True:

@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from ..errors import AtomicError, ValidationError
+from ..errors import ArtifactError, ValidationError
 
 __all__ = ["FORMATS", "ArtifactError", "ArtifactStore"]
 
@@ -39,12 +39,6 @@ _GIT_AUTHOR = ("Atomic", "atomic@localhost")
 _SUBJECT_MAX = 72
 _BODY_MAX = 4000
 
-
-class ArtifactError(AtomicError):
-    """An artifact could not be exported."""
-
-    code = "export_failed"
-    status = 500
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import msgspec
 import trio
 
 from .. import config
-from ..errors import AtomicError, ValidationError
+from ..errors import StoreError, ValidationError
 
 __all__ = ["SCHEMA_VERSION", "TERMINAL_STATES", "JobStore", "StoreError", "StoreStatistics"]
 
@@ -49,12 +49,6 @@ EVENT_FLUSH_S = 0.05
 _CLEANUP_TIMEOUT_S: float = config.FIELDS["cleanup_timeout_s"].default  # type: ignore[assignment]
 _CURSOR_PREFIX = b"j1:"
 
-
-class StoreError(AtomicError):
-    """The jobs database could not be read or written."""
-
-    code = "store_error"
-    status = 500
 
 
 @dataclass(frozen=True)
