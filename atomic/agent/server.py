@@ -1,0 +1,326 @@
+"""The agent process: serves generation over the IPC socket.
+
+One task per connection reads frames and dispatches by ``type``; each ``generate`` runs
+in its own task under its own cancel scope, so the reader stays free to take a ``cancel``
+(or a ``ping``) while tokens stream. A malformed or oversized frame gets one ``error``
+frame back and closes that connection only; nothing a peer sends can stop the process.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import socket as _stdsocket
+import stat
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from .. import __version__
+from ..config import Settings
+from ..errors import (
+    AtomicError,
+    ConnectFailed,
+    ConnectionBroken,
+    ConnectionClosed,
+    LocalProtocolError,
+    ProviderError,
+    ProviderTimeout,
+    RemoteProtocolError,
+)
+from ..ipc import messages as m
+from ..ipc.connection import Connection
+from .providers import build_providers
+from .providers.base import Provider
+from .router import Router, parse_request
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentStatistics:
+    connections: int
+    connections_total: int
+    active_generations: int
+    generations: int
+    cancelled: int
+    protocol_errors: int
+
+
+class AgentServer:
+    """The state the agent's connections share; ``serve_agent`` runs it."""
+
+    def __init__(self, settings: Settings, router: Router) -> None:
+        self.settings = settings
+        self.router = router
+        self.address: str | tuple[str, int] = ""
+        self.connections = 0
+        self.connections_total = 0
+        self.active_generations = 0
+        self.generations = 0
+        self.cancelled = 0
+        self.protocol_errors = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<AgentServer {self.address!r} connections={self.connections} "
+            f"active={self.active_generations} generations={self.generations}>"
+        )
+
+    def statistics(self) -> AgentStatistics:
+        return AgentStatistics(
+            connections=self.connections,
+            connections_total=self.connections_total,
+            active_generations=self.active_generations,
+            generations=self.generations,
+            cancelled=self.cancelled,
+            protocol_errors=self.protocol_errors,
+        )
+
+    def facts(self) -> dict[str, Any]:
+        """What ``hello`` and ``pong`` tell the client."""
+        return {
+            "version": __version__,
+            "protocol": m.PROTOCOL_VERSION,
+            "providers": self.router.describe(),
+            "default_provider": self.settings.provider,
+            "usage_totals": self.router.usage_totals(),
+        }
+
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        """Serve one connection until it closes. Never raises (but Cancelled)."""
+        conn = Connection(stream, max_frame=self.settings.ipc_max_frame)
+        self.connections += 1
+        self.connections_total += 1
+        try:
+            await _Session(self, conn).run()
+        except Exception:
+            log.exception("agent connection failed")
+        finally:
+            self.connections -= 1
+            with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
+                await conn.aclose()
+
+
+class _Session:
+    """One client connection: the reader and its generation tasks."""
+
+    def __init__(self, server: AgentServer, conn: Connection) -> None:
+        self.server = server
+        self.conn = conn
+        self.active: dict[int, trio.CancelScope] = {}
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            try:
+                await self._read(nursery)
+            finally:
+                # The client is gone (or broke the protocol): its generations stop too.
+                nursery.cancel_scope.cancel()
+
+    async def _read(self, nursery: trio.Nursery) -> None:
+        conn = self.conn
+        while True:
+            try:
+                msg = await conn.receive()
+                if msg is None:
+                    return
+                await self._dispatch(msg, nursery)
+            except RemoteProtocolError as exc:
+                self.server.protocol_errors += 1
+                log.warning("closing an agent connection: %s", exc.message)
+                with trio.move_on_after(self.server.settings.cleanup_timeout_s):
+                    try:
+                        await conn.send(m.error(None, exc))
+                    except (ConnectionBroken, ConnectionClosed):
+                        pass
+                return
+            except (ConnectionBroken, ConnectionClosed):
+                return
+
+    async def _dispatch(self, msg: dict[str, Any], nursery: trio.Nursery) -> None:
+        kind = msg.get("type")
+        if kind == m.GENERATE:
+            rid = m.request_id(msg)
+            if rid in self.active:
+                raise RemoteProtocolError(f"request id {rid} is already in use")
+            try:
+                request, provider = parse_request(msg.get("request"), self.server.settings)
+            except ProviderError as exc:
+                await self.conn.send(m.error(rid, exc))
+                return
+            scope = trio.CancelScope()
+            self.active[rid] = scope
+            nursery.start_soon(self._generate, rid, request, provider, scope)
+        elif kind == m.CANCEL:
+            running = self.active.get(m.request_id(msg))
+            if running is not None:  # else it has already ended: its terminal frame is sent
+                running.cancel()
+        elif kind == m.PING:
+            await self.conn.send({"type": m.PONG, "id": m.request_id(msg), **self.server.facts()})
+        elif kind == m.HELLO:
+            await self.conn.send({"type": m.HELLO, **self.server.facts()})
+        else:
+            raise RemoteProtocolError(f"unknown message type {kind!r}")
+
+    async def _generate(self, rid: int, request: Any, provider: str | None, scope: trio.CancelScope) -> None:
+        server = self.server
+        conn = self.conn
+        server.active_generations += 1
+        server.generations += 1
+        reply: dict[str, Any] | None = None
+        try:
+            with scope:
+                with trio.move_on_after(server.settings.generate_timeout_s) as deadline:
+
+                    async def on_text(text: str) -> None:
+                        await conn.send(m.token(rid, text))
+
+                    try:
+                        result = await server.router.generate(request, provider=provider, on_text=on_text)
+                    except (ConnectionBroken, ConnectionClosed):
+                        return  # the client is gone; the reader sees it too
+                    except (AtomicError, LocalProtocolError) as exc:
+                        reply = m.error(rid, exc)
+                    except Exception as exc:
+                        log.exception("generation %s failed", rid)
+                        reply = m.error(rid, ProviderError(f"agent failure: {type(exc).__name__}: {exc}"))
+                    else:
+                        reply = {"type": m.DONE, "id": rid, **result.to_wire()}
+                if deadline.cancelled_caught:
+                    reply = m.error(
+                        rid, ProviderTimeout(f"generation took longer than {server.settings.generate_timeout_s}s")
+                    )
+            if scope.cancelled_caught:
+                server.cancelled += 1
+                reply = {
+                    "type": m.ERROR,
+                    "id": rid,
+                    "error": {"code": m.CANCELLED_CODE, "message": "generation cancelled", "retryable": False},
+                }
+        finally:
+            server.active_generations -= 1
+            del self.active[rid]
+        if reply is not None:
+            try:
+                await conn.send(reply)
+            except LocalProtocolError as exc:  # the answer is bigger than a frame may be
+                await conn.send(m.error(rid, ProviderError(exc.message)))
+            except (ConnectionBroken, ConnectionClosed):
+                pass
+
+
+# --- listening -----------------------------------------------------------------------
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Remove ``path`` if it is a socket nobody answers on; refuse if an agent does."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ConnectFailed(f"{path} exists and is not a socket")
+    probe = _stdsocket.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError as exc:
+        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+            raise ConnectFailed(f"cannot check the agent socket {path}: {exc}") from None
+    else:
+        raise ConnectFailed(f"another agent is already listening on {path}")
+    finally:
+        probe.close()
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+async def open_listeners(settings: Settings) -> list[trio.SocketListener]:
+    """Listeners on the Unix socket (mode 0600) or, with ``ipc_tcp``, on host:port."""
+    if settings.ipc_tcp:
+        host, _, port = settings.ipc_tcp.rpartition(":")
+        try:
+            return await trio.open_tcp_listeners(int(port), host=host)
+        except OSError as exc:
+            raise ConnectFailed(f"cannot listen on {settings.ipc_tcp}: {exc}") from None
+    path = settings.ipc_socket
+    _remove_stale_socket(path)
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        await sock.bind(path)
+        os.chmod(path, 0o600)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ConnectFailed(f"cannot listen on {path}: {exc}") from None
+    return [trio.SocketListener(sock)]
+
+
+async def serve_agent(
+    settings: Settings,
+    *,
+    providers: Mapping[str, Provider] | None = None,
+    task_status: trio.TaskStatus[AgentServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled. ``started(server)`` once listening with providers built.
+
+    ``providers`` replaces the registry's (tests, benchmarks).
+    """
+    if providers is None:
+        providers = await trio.to_thread.run_sync(build_providers, settings)
+    router = Router(settings, providers)
+    server = AgentServer(settings, router)
+    listeners: list[trio.SocketListener] = []
+    try:
+        listeners = await open_listeners(settings)
+        if settings.ipc_tcp:
+            server.address = listeners[0].socket.getsockname()[:2]
+        else:
+            server.address = settings.ipc_socket
+        log.info("agent listening on %s with providers %s", server.address, sorted(providers))
+        async with trio.open_nursery() as nursery:
+            task_status.started(server)
+            await trio.serve_listeners(server.handle, listeners, handler_nursery=nursery)
+    finally:
+        with trio.move_on_after(settings.cleanup_timeout_s, shield=True):
+            for listener in listeners:
+                await listener.aclose()
+            await router.aclose()
+        if listeners and not settings.ipc_tcp:
+            try:
+                os.unlink(settings.ipc_socket)
+            except FileNotFoundError:
+                pass
+
+
+def main(settings: Settings) -> int:
+    """Run the agent until SIGTERM or SIGINT; 0 after a clean signal shutdown, 1 on failure."""
+
+    async def run() -> int:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(serve_agent, settings)
+                async for signum in signals:
+                    log.info("agent stopping on %s", signal.Signals(signum).name)
+                    break
+                nursery.cancel_scope.cancel()
+        return 0
+
+    try:
+        return trio.run(run)
+    except AtomicError as exc:
+        log.error("agent failed: %s", exc.message)
+        print(f"atomic agent: {exc.message}", file=sys.stderr, flush=True)
+        return 1
+
+
+__all__ = ["AgentServer", "AgentStatistics", "main", "open_listeners", "serve_agent"]

