@@ -131,3 +131,74 @@ def test_sigterm_stops_server_and_agent_cleanly(live, docker_client):
     assert "Traceback" not in log, log[-3000:]
     left = docker_client.containers.list(all=True, filters={"label": "io.atomic.managed=1"})
     assert [c for c in left if c.labels.get("io.atomic.pid") == str(proc.pid)] == []
+
+
+def _serve(tmp_path, port, sock_dir, extra_env):
+    env = {
+        **os.environ,
+        "ATOMIC_HTTP_PORT": str(port),
+        "ATOMIC_DATA_DIR": str(tmp_path / "data"),
+        "ATOMIC_IPC_SOCKET": f"{sock_dir}/agent.sock",
+        "ATOMIC_WARM_POOL_SIZE": "0",
+        "ATOMIC_LOG_FORMAT": "json",
+        **extra_env,
+    }
+    log = open(tmp_path / f"serve-{time.monotonic_ns()}.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "atomic", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, f"server exited with {proc.returncode}"
+        try:
+            if httpx.get(url + "/api/status", timeout=2).json()["agent"]["healthy"]:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "server not ready in 60 s"
+        time.sleep(0.2)
+
+
+def test_kill_9_with_jobs_queued_and_running_loses_nothing(tmp_path, docker_client):
+    """Every job answered 202 reaches a terminal state after a SIGKILL and a restart."""
+    port = free_port()
+    sock_dir = tempfile.mkdtemp(prefix="atomic-k9")
+    slow = {"ATOMIC_PROVIDER": "replay", "ATOMIC_REPLAY_TOKENS_PER_S": "40", "ATOMIC_MAX_CONCURRENT": "2"}
+    proc, url = _serve(tmp_path, port, sock_dir, slow)
+    try:
+        ids = []
+        for i in range(6):
+            r = httpx.post(url + "/api/generate", json={"prompt": f"job {i}", "execute": i % 2 == 0}, timeout=10)
+            assert r.status_code == 202
+            ids.append(r.json()["id"])
+        deadline = time.monotonic() + 30
+        while not any(httpx.get(f"{url}/api/jobs/{j}", timeout=5).json()["state"] == "GENERATING" for j in ids):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        agent_pid = httpx.get(url + "/api/status", timeout=5).json()["agent"].get("pid")
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # The agent child dies with its server, so the socket is free for the next one.
+    if agent_pid:
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{agent_pid}"):
+            assert time.monotonic() < deadline, "the agent outlived its server"
+            time.sleep(0.1)
+    proc2, url = _serve(tmp_path, port, sock_dir, {**slow, "ATOMIC_REPLAY_TOKENS_PER_S": "0"})
+    try:
+        deadline = time.monotonic() + 120
+        docs = {}
+        while len(docs) < len(ids):
+            for j in ids:
+                doc = httpx.get(f"{url}/api/jobs/{j}", timeout=5).json()
+                if doc["state"] in ("COMPLETE", "FAILED", "CANCELLED"):
+                    docs[j] = doc
+            assert time.monotonic() < deadline, {j: d["state"] for j, d in docs.items()}
+            time.sleep(0.2)
+        assert all(d["state"] == "COMPLETE" for d in docs.values()), [d["error"] for d in docs.values()]
+        assert sum(d["recovered"] for d in docs.values()) >= 1  # the interrupted ones were re-queued
+    finally:
+        proc2.send_signal(signal.SIGTERM)
+        assert proc2.wait(timeout=30) == 0

@@ -103,7 +103,11 @@ class AgentSupervisor:
         failures = 0
         while True:
             proc = await trio.lowlevel.open_process(
-                self.argv, env=self.env, stdin=subprocess.DEVNULL, start_new_session=True
+                self.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
             self._proc = proc
             log.info("agent started (pid %d)", proc.pid)
@@ -169,6 +173,22 @@ class AgentSupervisor:
             proc.kill()
             with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
                 await proc.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM us when the server dies, even by SIGKILL (Linux).
+
+    Without it a server killed with -9 would leave its agent holding the socket.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 __all__ = ["AgentSupervisor", "SupervisorStatistics", "settings_env"]

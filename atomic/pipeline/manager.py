@@ -310,7 +310,9 @@ class JobManager:
                 if job.execution is not None and job.state == State.EXECUTING:
                     job.execution = dict(job.execution, termination="cancelled")
             await self._finish(job, *outcome)
-        except trio.Cancelled:
+        except BaseException as exc:
+            if not _only_cancelled(exc):
+                raise
             # The server itself is stopping: keep the job for the next start.
             if job.cancel_requested:
                 with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
@@ -351,6 +353,16 @@ class JobManager:
             f"<JobManager active={len(self.active)} busy={self.busy}/{self.settings.max_concurrent} "
             f"queued={len(self.queue)} shutting_down={self.shutting_down}>"
         )
+
+
+def _only_cancelled(exc: BaseException) -> bool:
+    """True for trio.Cancelled, alone or as the whole of an exception group."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        _, rest = exc.split(trio.Cancelled)
+        return rest is None
+    return False
 
 
 def retry_after_header(exc: errors.QueueFull) -> str:

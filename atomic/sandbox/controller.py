@@ -269,6 +269,7 @@ class SandboxController:
         self._client: Any = None
         self._available = False
         self._reason: str | None = "not checked yet"
+        self._first_probe = trio.Event()  # set once Docker has been asked at least once
         self._languages: list[str] = []
         self._last_probe = -math.inf
         self._pool = WarmPool(settings.warm_pool_size, default_limits(settings))
@@ -361,6 +362,8 @@ class SandboxController:
         except SandboxError as exc:
             self._mark_unavailable(exc.message)
             return False
+        finally:
+            self._first_probe.set()
         if not self._available:
             log.info("sandbox available: %s", self._settings.sandbox_image)
         self._available, self._reason, self._languages = True, None, langs
@@ -374,6 +377,12 @@ class SandboxController:
         self._health_wakeup.set()
 
     async def _require_available(self) -> None:
+        if not self._first_probe.is_set():
+            # Just started: the first probe is under way; its answer, not a guess.
+            if self._nursery is not None:
+                await self._first_probe.wait()
+            else:
+                await self._probe()
         if not self._available and trio.current_time() - self._last_probe > 1.0:
             await self._probe()
         if not self._available:

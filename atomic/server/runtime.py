@@ -46,6 +46,9 @@ class Runtime:
         """The /api/status document: cached facts only, no I/O."""
         q = self.queue.statistics()
         agent = self.agent.status()
+        if self.supervisor is not None:
+            sup = self.supervisor.statistics()
+            agent = {**agent, "pid": sup.pid, "restarts": sup.restarts}
         sandbox = self.sandbox.status()
         reasons = []
         if not agent.get("healthy"):
