@@ -778,10 +778,13 @@ class SandboxController:
         pids = bool(counters and counters[1])
         if not pids and not final_counters and any(m in stderr for m in _FORK_MARKERS):
             pids = True
-        if oom:
-            termination = "oom"
-        elif pids:
+        # Fork failures at the pids limit name the cause even when the swarm of processes
+        # then also exhausted memory: a fork bomb is reported as pids, a memory bomb
+        # (which never reaches the pids limit) as oom.
+        if pids:
             termination = "pids"
+        elif oom:
+            termination = "oom"
         elif killed is not None:
             termination = killed
         elif code is None or code < 0:
