@@ -28,3 +28,6 @@ typecheck:
 
 clean:
 	rm -rf build atomic/_fast/*.c atomic/_fast/*.so *.egg-info
+
+zipapp:
+	tools/build-zipapp.sh

@@ -104,11 +104,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "serve":
         settings = _settings(args, agent=args.agent)
         logs.setup(settings.log_level, settings.log_format)
+        from functools import partial
+
         import trio
 
         from .server.runtime import serve
 
-        trio.run(serve, settings)
+        trio.run(partial(serve, settings, reload=partial(_settings, args, agent=args.agent)))
         return 0
     if cmd == "agent":
         settings = _settings(args)

@@ -146,6 +146,7 @@ async def reload_loop(
     *,
     current: Settings,
     notifier: Notifier | None = None,
+    on_signal: Callable[[], None] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """On each SIGHUP: ``load()`` again, then ``apply(settings, changes)`` what may change.
@@ -155,11 +156,13 @@ async def reload_loop(
     in effect — ``current`` with only the reloadable changes — and those changes; it is
     called only when something reloadable changed, and should not block. With a
     ``notifier``, systemd sees ``RELOADING=1`` and then ``READY=1`` around each reload.
-    Started once the SIGHUP handler is installed.
+    ``on_signal`` runs first at each SIGHUP. Started once the SIGHUP handler is installed.
     """
     with trio.open_signal_receiver(signal.SIGHUP) as signals:
         task_status.started()
         async for _ in signals:
+            if on_signal is not None:
+                on_signal()  # e.g. pass the SIGHUP on to the agent child
             if notifier is not None:
                 await notifier.reloading(status="reloading settings")
             current = await _reload_once(load, apply, current)

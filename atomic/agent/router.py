@@ -296,6 +296,18 @@ class Router:
             usage_totals=tuple(self.usage_totals()),
         )
 
+    async def replace(self, fresh: dict[str, Provider]) -> list[str]:
+        """Swap in newly built providers (same names keep their concurrency limiters);
+        the old ones are closed. Requests already running finish on the old objects."""
+        old = {name: self.providers[name] for name in fresh if name in self.providers}
+        self.providers.update(fresh)
+        for name in fresh:
+            self._limiters.setdefault(name, trio.CapacityLimiter(self.settings.provider_concurrency))
+        for provider in old.values():
+            with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
+                await provider.aclose()
+        return sorted(fresh)
+
     async def aclose(self) -> None:
         for name, provider in self.providers.items():
             try:

@@ -302,14 +302,58 @@ async def serve_agent(
                 pass
 
 
+async def reload_providers(server: "AgentServer", settings: Settings, env_at_start: dict[str, str]) -> list[str]:
+    """SIGHUP: re-read the provider environment (``ATOMIC_ENV_FILE``, e.g. the systemd
+    unit's EnvironmentFile) and rebuild the remote providers whose variables changed.
+    The local model is never reloaded this way (it holds no key). Returns the names of
+    the variables that changed (never their values)."""
+    from ..reload import provider_env_changes, read_env_file
+    from .providers import build_providers_report
+
+    path = os.environ.get("ATOMIC_ENV_FILE")
+    fresh_env = dict(os.environ)
+    if path:
+        try:
+            fresh_env.update(await trio.to_thread.run_sync(read_env_file, path))
+        except OSError as exc:
+            log.error("reload: cannot read %s: %s", path, exc)
+            return []
+    changed = provider_env_changes(env_at_start, fresh_env)
+    if not changed:
+        log.info("reload: no provider variable changed")
+        return []
+    built, _ = await trio.to_thread.run_sync(
+        lambda: build_providers_report(settings, fresh_env)
+    )
+    built.pop("local", None)
+    names = await server.router.replace(built)
+    env_at_start.clear()
+    env_at_start.update(fresh_env)
+    log.info("reload: provider variables changed: %s; rebuilt providers: %s",
+             ", ".join(changed), ", ".join(names))
+    return changed
+
+
 def main(settings: Settings) -> int:
-    """Run the agent until SIGTERM or SIGINT; 0 after a clean signal shutdown, 1 on failure."""
+    """Run the agent until SIGTERM or SIGINT; 0 after a clean signal shutdown, 1 on failure.
+
+    SIGHUP rebuilds the remote providers from the current provider environment.
+    """
 
     async def run() -> int:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        from ..reload import read_env_file
+
+        env_at_start = dict(os.environ)
+        path = os.environ.get("ATOMIC_ENV_FILE")
+        if path and os.path.exists(path):
+            env_at_start.update(read_env_file(path))
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with trio.open_nursery() as nursery:
-                await nursery.start(serve_agent, settings)
+                server = await nursery.start(serve_agent, settings)
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        await reload_providers(server, settings, env_at_start)
+                        continue
                     log.info("agent stopping on %s", signal.Signals(signum).name)
                     break
                 nursery.cancel_scope.cancel()

@@ -134,6 +134,17 @@ class AgentSupervisor:
             await trio.sleep(delay)
             self.restarts += 1
 
+    def send_signal(self, signum: int) -> bool:
+        """Pass a signal (SIGHUP: reload provider keys) to the running child."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return False
+        try:
+            proc.send_signal(signum)
+        except ProcessLookupError:
+            return False
+        return True
+
     async def _wait_ready(self, proc: trio.Process) -> bool:
         """True once the child answers hello; False if it exits or takes too long."""
         with trio.move_on_after(self.settings.agent_start_timeout_s):

@@ -1,13 +1,15 @@
 """A framed IPC connection: a thin wrapper over a Trio stream.
 
-Exactly one task receives (the connection's reader); any task may send, and sends are
-serialised by a lock. Trio's errors are translated here, at the boundary that meets them:
-the peer broke it -> ConnectionBroken, we closed it -> ConnectionClosed, it could not be
-opened -> ConnectFailed.
+One task at a time receives: whichever task holds the connection (the pool lends a
+connection to one request, which reads its own replies; the agent has one reader per
+connection). Any task may send, and sends are serialised by a lock. Trio's errors are
+translated here, at the boundary that meets them: the peer broke it -> ConnectionBroken,
+we closed it -> ConnectionClosed, it could not be opened -> ConnectFailed.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import trio
@@ -19,6 +21,8 @@ from ..errors import ConnectFailed, ConnectionBroken, ConnectionClosed, RemotePr
 codec = _fast.load("codec")
 
 _RECEIVE_SIZE = 64 * 1024
+# os.write on a socket fd is send(2) without flags; Windows sockets are not fds.
+_FD_WRITES = os.name == "posix"
 
 
 class Connection:
@@ -30,6 +34,10 @@ class Connection:
         self._decoder = codec.FrameDecoder(max_frame)
         self._send_lock = trio.Lock()
         self._closed = False
+        # The trio socket under a SocketStream (None for other streams): lets a send that
+        # fits the socket buffer skip the scheduler, and lets the pool watch idle sockets.
+        self.socket: trio.socket.SocketType | None = getattr(stream, "socket", None)
+        self._fd_writes = _FD_WRITES and self.socket is not None
         self.frames_sent = 0
         self.frames_received = 0
 
@@ -41,21 +49,50 @@ class Connection:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet handed out as messages."""
+        return self._decoder.buffered
+
     async def send(self, message: dict[str, Any]) -> None:
-        """Send one message. LocalProtocolError (nothing sent) when it is too big."""
+        """Send one message. LocalProtocolError (nothing sent) when it is too big.
+
+        A checkpoint only when it has to wait (the socket is full or another send is
+        under way) or the task is cancelled: sending is not a scheduling point, so a
+        request and its reply cost no extra scheduler round trip. Callers that loop on
+        sends alone must checkpoint themselves (the agent's providers do, once per token).
+        """
         data = codec.encode_message(message, self.max_frame)
+        await trio.lowlevel.checkpoint_if_cancelled()  # raises if cancelled; no yield
         lock = self._send_lock
-        # Uncontended (the usual case) take the lock without a scheduler round trip:
-        # send_all checkpoints anyway.
+        sent = 0
+        if self._fd_writes and not lock.locked():
+            # Uncontended: try the whole frame now, synchronously; no task can interleave.
+            assert self.socket is not None
+            fd = self.socket.fileno()
+            if fd < 0 or self._closed:
+                raise ConnectionClosed("the connection is closed")
+            try:
+                sent = os.write(fd, data)
+            except BlockingIOError:
+                pass
+            except (BrokenPipeError, ConnectionResetError):
+                raise ConnectionBroken("the peer closed the connection") from None
+            except OSError as exc:
+                raise ConnectionBroken(f"the connection failed: {exc}") from None
+            if sent == len(data):
+                self.frames_sent += 1
+                return
         try:
             lock.acquire_nowait()
         except trio.WouldBlock:
             await lock.acquire()
         try:
             # Cancelled before the first byte, the stream stays usable ...
-            await trio.lowlevel.checkpoint_if_cancelled()
+            if not sent:
+                await trio.lowlevel.checkpoint_if_cancelled()
             try:
-                await self.stream.send_all(data)
+                await self.stream.send_all(memoryview(data)[sent:] if sent else data)
             except trio.Cancelled:
                 # ... but part-way, the peer may hold half a frame: this stream is done.
                 self._closed = True
@@ -99,6 +136,16 @@ class Connection:
                     return None
                 self.frames_received += 1
                 return codec.loads(frame)
+
+    def close_nowait(self) -> None:
+        """Close a socket connection at once, without a checkpoint (idempotent).
+
+        A task blocked receiving or sending on it wakes with ConnectionClosed. For other
+        streams this only marks the connection closed; ``aclose`` closes them.
+        """
+        self._closed = True
+        if self.socket is not None:
+            self.socket.close()
 
     async def aclose(self) -> None:
         """Close the stream (idempotent, quick: a socket close does not block)."""

@@ -1,10 +1,12 @@
 """The agent connection pool: the server's side of the IPC.
 
 :class:`AgentPool` is a service (``await nursery.start(pool.run)``): it keeps up to
-``ipc_pool_size`` connections to the agent, each with one reader task that routes the
-agent's frames to the request waiting for them; pings idle connections every
+``ipc_pool_size`` connections to the agent; pings idle connections every
 ``ipc_health_interval_s``; and reconnects with exponential backoff and jitter when the
-agent goes away. A connection serves one request at a time.
+agent goes away. A connection serves one request at a time, and the request's own task
+reads the replies while it holds the connection: no reader task hands frames over, so a
+round trip costs no more task switches than a bare echo. Idle connections have no reader;
+one task watches them all (:mod:`.idle`), so an agent that dies is noticed at once.
 
 Bookkeeping is synchronous (httpcore's shape): ``_assign`` decides which waiter gets which
 idle connection and ``_release``/``_discard`` decide a connection's fate; the I/O they
@@ -16,7 +18,6 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
-import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,11 +37,15 @@ from ..errors import (
 )
 from . import messages as m
 from .connection import Connection, open_connection
+from .idle import IdleWatch, open_idle_watch
 
 log = logging.getLogger(__name__)
 
 RECONNECT_BASE_S = 0.05
 RECONNECT_CAP_S = 2.0
+
+# Frames the agent may send the pool; all but hello answer a request by its id.
+_FROM_AGENT = frozenset({m.TOKEN, m.DONE, m.ERROR, m.PONG, m.HELLO})
 
 
 @dataclass(frozen=True)
@@ -58,18 +63,16 @@ class PoolStatistics:
 
 
 class _AgentConnection:
-    """One pooled connection and the requests (by id) its reader routes frames to."""
+    """One pooled connection; ``in_use`` while lent (to a request, a ping or a check)."""
 
-    __slots__ = ("alive", "closed_by_us", "conn", "in_use", "number", "pending", "scope")
+    __slots__ = ("alive", "closed_by_us", "conn", "in_use", "number")
 
     def __init__(self, conn: Connection, number: int) -> None:
         self.conn = conn
         self.number = number
-        self.pending: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
         self.alive = True
         self.in_use = False
         self.closed_by_us = False
-        self.scope = trio.CancelScope()
 
     def __repr__(self) -> str:
         state = "in use" if self.in_use else "idle" if self.alive else "dead"
@@ -103,6 +106,7 @@ class AgentPool:
         self._ids = itertools.count(1)
         self._numbers = itertools.count(1)
         self._nursery: trio.Nursery | None = None
+        self._watch: IdleWatch[_AgentConnection] | None = None
         self._running = False
         self._closed = False
         self._down: AtomicError | None = None  # why the last connect failed, while none is up
@@ -157,12 +161,18 @@ class AgentPool:
 
     # --- decisions (synchronous) ---------------------------------------------------------
 
+    def _lend(self, conn: _AgentConnection) -> None:
+        """``conn`` (just taken from the idle set) now belongs to one task, which reads it."""
+        conn.in_use = True
+        if self._watch is not None:
+            self._watch.discard(conn)
+
     def _assign(self) -> None:
         """Hand idle connections to waiters in arrival order; fail waiters when hopeless."""
         while self._waiters and self._idle:
             waiter = self._waiters.popleft()
             conn = self._idle.popleft()
-            conn.in_use = True
+            self._lend(conn)
             waiter.conn = conn
             waiter.event.set()
         if self._waiters and (self._closed or (self._down is not None and not self._conns)):
@@ -176,38 +186,49 @@ class AgentPool:
                 waiter.error = error
                 waiter.event.set()
 
+    def _make_idle(self, conn: _AgentConnection) -> None:
+        conn.in_use = False
+        if self._waiters:
+            self._idle.append(conn)
+            self._assign()
+            if conn.in_use:
+                return
+        else:
+            self._idle.append(conn)
+        if self._watch is not None and conn.conn.socket is not None:
+            self._watch.add(conn, conn.conn.socket)
+
     def _add(self, conn: _AgentConnection) -> None:
         self._conns.append(conn)
-        self._idle.append(conn)
         self._down = None
         self._healthy = True
         if self._owed:
             self._owed -= 1
             self._reconnects += 1
-        self._assign()
+        self._make_idle(conn)
 
     def _release(self, conn: _AgentConnection, *, reusable: bool) -> None:
-        conn.in_use = False
-        if reusable and conn.alive and not self._closed:
-            self._idle.append(conn)
-            self._assign()
+        # Bytes already read past the last reply would be a frame nobody asked for.
+        if reusable and conn.alive and not self._closed and not conn.conn.buffered:
+            self._make_idle(conn)
         else:
             self._discard(conn)
 
     def _discard(self, conn: _AgentConnection, *, by_us: bool = True) -> None:
-        """Forget ``conn``; its reader closes the stream. Its pending requests end."""
+        """Forget ``conn`` and close its socket: a task blocked on it wakes with
+        ConnectionClosed and raises ``conn.lost_error()``."""
         if not conn.alive:
             return
         conn.alive = False
         conn.closed_by_us = by_us
         conn.in_use = False
+        if self._watch is not None:
+            self._watch.discard(conn)
+        conn.conn.close_nowait()
         if conn in self._conns:
             self._conns.remove(conn)
         if conn in self._idle:
             self._idle.remove(conn)
-        for channel in conn.pending.values():
-            channel.close()
-        conn.scope.cancel()
         if not self._closed:
             self._owed += 1
         if not self._conns:
@@ -234,9 +255,11 @@ class AgentPool:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                self._watch = open_idle_watch(nursery)
                 self._running = True
                 nursery.start_soon(self._maintain)
                 nursery.start_soon(self._health)
+                nursery.start_soon(self._watch_idle)
                 task_status.started()
         finally:
             self._running = False
@@ -244,6 +267,8 @@ class AgentPool:
             for conn in list(self._conns):
                 self._discard(conn)
             self._assign()
+            if self._watch is not None:
+                self._watch.close()
 
     async def _maintain(self) -> None:
         failures = 0
@@ -269,8 +294,9 @@ class AgentPool:
             if failures:
                 log.info("connected to the agent again after %d failed attempts", failures)
             failures = 0
-            assert self._nursery is not None
-            self._nursery.start_soon(self._read, conn)
+            if self._closed:
+                conn.conn.close_nowait()
+                return
             self._add(conn)
 
     async def _connect(self) -> _AgentConnection:
@@ -290,38 +316,54 @@ class AgentPool:
         self._facts = {k: v for k, v in msg.items() if k != "type"}
         return _AgentConnection(conn, next(self._numbers))
 
-    async def _read(self, conn: _AgentConnection) -> None:
-        """Route frames to the requests waiting for them, until the connection ends."""
+    async def _receive(self, conn: _AgentConnection) -> dict[str, Any]:
+        """The next frame from the agent on a connection this task holds.
+
+        Anything that ends the connection (end of stream, reset, a malformed or unexpected
+        frame, the pool closing it) discards it and raises ``conn.lost_error()``.
+        """
         try:
-            with conn.scope:
-                while True:
-                    msg = await conn.conn.receive()
-                    if msg is None:
-                        break
-                    kind = msg.get("type")
-                    if kind == m.PONG or kind == m.HELLO:
-                        self._facts.update({k: v for k, v in msg.items() if k not in ("type", "id")})
-                    if kind == m.HELLO:
-                        continue
-                    rid = msg.get("id")
-                    if kind not in (m.TOKEN, m.DONE, m.ERROR, m.PONG) or (rid is None and kind != m.ERROR):
-                        raise RemoteProtocolError(f"unexpected {kind!r} frame from the agent")
-                    if rid is None:
+            msg = await conn.conn.receive()
+            if msg is not None:
+                kind = msg.get("type")
+                if kind not in _FROM_AGENT or (kind != m.HELLO and msg.get("id") is None):
+                    if kind == m.ERROR:
                         raise RemoteProtocolError(f"the agent reported {msg.get('error')}")
-                    channel = conn.pending.get(rid)
-                    if channel is not None:
-                        try:
-                            channel.send_nowait(msg)
-                        except (trio.BrokenResourceError, trio.ClosedResourceError):
-                            pass
+                    raise RemoteProtocolError(f"unexpected {kind!r} frame from the agent")
+                return msg
         except RemoteProtocolError as exc:
             log.warning("dropping agent connection #%d: %s", conn.number, exc.message)
         except (ConnectionBroken, ConnectionClosed):
             pass
-        finally:
-            self._discard(conn, by_us=conn.closed_by_us)
-            with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
-                await conn.conn.aclose()
+        self._discard(conn, by_us=False)  # no-op when the pool closed it first
+        raise conn.lost_error()
+
+    def _note_facts(self, msg: dict[str, Any]) -> None:
+        facts = self._facts
+        for key, value in msg.items():
+            if key != "type" and key != "id":
+                facts[key] = value
+
+    async def _watch_idle(self) -> None:
+        """Check idle connections whose socket turned readable: the agent went away (or
+        sent a frame nobody asked for)."""
+        assert self._watch is not None
+        while True:
+            for conn in await self._watch.wait():
+                if conn not in self._idle or conn not in self._watch:
+                    continue  # lent or discarded since
+                self._idle.remove(conn)
+                self._lend(conn)
+                ok = False
+                with trio.move_on_after(self.settings.cleanup_timeout_s):
+                    try:
+                        msg = await self._receive(conn)
+                    except AtomicError:
+                        continue  # discarded
+                    if msg["type"] == m.HELLO:
+                        self._note_facts(msg)
+                    ok = True  # a late reply to a finished request: harmless
+                self._release(conn, reusable=ok)
 
     async def _health(self) -> None:
         while True:
@@ -331,7 +373,7 @@ class AgentPool:
                     continue
                 # Decide: take it out of the idle set for the ping's duration.
                 self._idle.remove(conn)
-                conn.in_use = True
+                self._lend(conn)
                 ok = False
                 try:
                     with trio.move_on_after(self.settings.ipc_connect_timeout_s):
@@ -346,18 +388,16 @@ class AgentPool:
 
     async def _ping_on(self, conn: _AgentConnection) -> float:
         rid = next(self._ids)
-        send, receive = trio.open_memory_channel[dict[str, Any]](1)
-        conn.pending[rid] = send
-        try:
-            start = trio.current_time()
-            await conn.conn.send(m.ping(rid))
-            try:
-                await receive.receive()
-            except trio.EndOfChannel:
-                raise conn.lost_error() from None
-            rtt_ms = (trio.current_time() - start) * 1000.0
-        finally:
-            conn.pending.pop(rid, None)
+        start = trio.current_time()
+        await conn.conn.send(m.ping(rid))
+        while True:
+            msg = await self._receive(conn)
+            if msg["type"] == m.PONG and msg["id"] == rid:
+                break
+            if msg["type"] == m.HELLO:
+                self._note_facts(msg)
+        rtt_ms = (trio.current_time() - start) * 1000.0
+        self._note_facts(msg)
         self._last_rtt_ms = rtt_ms
         self._healthy = True
         return rtt_ms
@@ -368,11 +408,15 @@ class AgentPool:
         await trio.lowlevel.checkpoint_if_cancelled()
         if not self._running:
             raise AgentUnavailable("the agent pool is not running")
+        if self._idle and not self._waiters:  # the usual case: an idle connection, no queue
+            conn = self._idle.popleft()
+            self._lend(conn)
+            return conn
         waiter = _Waiter()
         self._waiters.append(waiter)
         self._assign()
         if waiter.conn is not None:
-            return waiter.conn  # the usual case: an idle connection, no waiting
+            return waiter.conn
         try:
             with trio.move_on_after(self.settings.ipc_acquire_timeout_s):
                 await waiter.event.wait()
@@ -415,8 +459,6 @@ class AgentPool:
         """
         conn = await self._acquire()
         rid = next(self._ids)
-        send, receive = trio.open_memory_channel[dict[str, Any]](math.inf)
-        conn.pending[rid] = send
         self._requests += 1
         terminal = False  # the agent is done with rid: the connection is clean
         try:
@@ -425,36 +467,43 @@ class AgentPool:
             except LocalProtocolError:
                 terminal = True  # nothing was sent
                 raise
-            async for msg in receive:
+            except AtomicError:
+                if conn.alive:
+                    self._discard(conn, by_us=False)
+                raise conn.lost_error() from None
+            while True:
+                msg = await self._receive(conn)
+                if msg.get("id") != rid:
+                    if msg["type"] == m.HELLO:
+                        self._note_facts(msg)
+                    continue  # a late frame of an earlier request
                 kind = msg["type"]
                 if kind == m.TOKEN:
                     if on_token is not None:
                         on_token(msg.get("text", ""))
                 elif kind == m.DONE:
                     terminal = True
-                    return {k: v for k, v in msg.items() if k not in ("type", "id")}
+                    del msg["type"], msg["id"]
+                    return msg
                 elif kind == m.ERROR:
                     terminal = True
                     raise m.error_from_wire(msg.get("error"))
-            raise conn.lost_error()
         except Exception:
             self._failures += 1
             raise
         finally:
             if not terminal and conn.alive:
-                terminal = await self._cancel_remote(conn, rid, receive)
-            conn.pending.pop(rid, None)
+                terminal = await self._cancel_remote(conn, rid)
             self._release(conn, reusable=terminal)
 
-    async def _cancel_remote(
-        self, conn: _AgentConnection, rid: int, receive: trio.MemoryReceiveChannel[dict[str, Any]]
-    ) -> bool:
+    async def _cancel_remote(self, conn: _AgentConnection, rid: int) -> bool:
         """Tell the agent to stop ``rid`` and wait (bounded, shielded) for its last frame."""
         with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
             try:
                 await conn.conn.send(m.cancel(rid))
-                async for msg in receive:
-                    if msg["type"] in m.TERMINAL:
+                while True:
+                    msg = await self._receive(conn)
+                    if msg.get("id") == rid and msg["type"] in m.TERMINAL:
                         return True
             except AtomicError:
                 return False

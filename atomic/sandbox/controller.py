@@ -308,6 +308,11 @@ class SandboxController:
     def resolve_limits(self, user: dict[str, Any] | None) -> Limits:
         return resolve_limits(self._settings, user)
 
+    def reconfigure(self, settings: Settings) -> None:
+        """Take reloaded limits (defaults, maxima, output cap). Warm containers made with
+        the old defaults are still used only by runs whose limits match them."""
+        self._settings = settings
+
     def statistics(self) -> SandboxStatistics:
         pool = self._pool.statistics()
         return SandboxStatistics(

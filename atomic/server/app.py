@@ -95,14 +95,13 @@ def create_app(rt: Runtime) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     app.config["JSON_SORT_KEYS"] = False
     app.atomic = rt  # type: ignore[attr-defined]
-    keys = set(settings.api_keys)
-    origins = settings.cors_origins
 
     def languages() -> list[str]:
         return supported(rt.sandbox.languages())
 
     # --- hooks ---------------------------------------------------------------------------
     def _authorized(token_query: str | None = None) -> bool:
+        keys = rt.settings.api_keys  # read per request: SIGHUP may change them
         if not keys:
             return True
         auth = request.headers.get("Authorization", "") if token_query is None else ""
@@ -128,6 +127,7 @@ def create_app(rt: Runtime) -> QuartTrio:
         rid = getattr(g, "request_id", None) or uuid.uuid4().hex
         resp.headers["X-Request-ID"] = rid
         origin = request.headers.get("Origin")
+        origins = rt.settings.cors_origins
         if "*" in origins:
             resp.headers["Access-Control-Allow-Origin"] = "*"
         elif origin and origin in origins:

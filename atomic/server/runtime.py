@@ -14,7 +14,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import trio
 
@@ -113,80 +113,144 @@ async def serve(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
     handle_signals: bool = True,
     runtime: Runtime | None = None,
+    reload: Callable[[], Settings] | None = None,
 ) -> None:
-    """Run the whole server until shutdown is asked for."""
+    """Run the whole server until shutdown is asked for.
+
+    ``reload`` re-reads the settings on SIGHUP (the CLI passes its own loader).
+    """
     import hypercorn.config
     import hypercorn.trio
 
     from ..ipc.pool import AgentPool
+    from ..notify import Notifier
     from ..pipeline.manager import JobManager, Services
     from ..queue import JobQueue
     from ..sandbox import SandboxController
     from ..store import ArtifactStore, JobStore
     from .app import create_app
 
+    # Taken (and removed from the environment) before the agent child copies it.
+    notifier = Notifier.from_env(os.environ, unset=True)
     os.makedirs(settings.data_dir, exist_ok=True)
     rt = runtime or Runtime(settings=settings, metrics=Metrics())
     rt.metrics.set_live(rt.live)
 
+    # Services live in a nursery that outside cancellation cannot reach: they stop only
+    # after the work (HTTP, workers) has stopped, so a job interrupted by the shutdown
+    # can still be stored as QUEUED, whatever the reason for stopping.
+    services_scope = trio.CancelScope(shield=True)
     async with trio.open_nursery() as root:
-        if handle_signals:
-            root.start_soon(_signals, rt)
-        # Services, in dependency order. Each one's started() means "ready to be used".
-        rt.store = JobStore(settings.db_path)
-        await root.start(rt.store.run)
-        rt.artifacts = ArtifactStore(settings.artifacts_dir)
-        if settings.agent == "child":
-            await _start_agent(rt, root)
-        rt.agent = AgentPool(settings)
-        await root.start(rt.agent.run)
-        rt.sandbox = SandboxController(settings)
-        await root.start(rt.sandbox.run)
-        rt.queue = JobQueue(settings.max_queue_size, settings.aging_s)
-        rt.manager = JobManager(
-            Services(settings, rt.agent, rt.sandbox, rt.store, rt.artifacts, rt.queue, rt.metrics)
-        )
+        services: trio.Nursery = await root.start(_host, services_scope)
+        try:
+            if handle_signals:
+                root.start_soon(_signals, rt, root.cancel_scope)
+            if reload is not None:
+                from functools import partial
 
-        async with trio.open_nursery() as work:
-            await work.start(rt.manager.run)
-            app = rt.app = create_app(rt)
-            hconf = hypercorn.config.Config()
-            binds = [f"{settings.host}:{settings.http_port}"]
-            if settings.ws_port is not None and settings.ws_port != settings.http_port:
-                binds.append(f"{settings.host}:{settings.ws_port}")
-            hconf.bind = binds
-            hconf.graceful_timeout = 2.0
-            hconf.accesslog = None
-            hconf.errorlog = logging.getLogger("hypercorn.error")
-            hconf.keep_alive_timeout = 75
-            hconf.backlog = 1024
+                from ..reload import reload_loop
 
-            async def _shutdown_trigger() -> None:
-                await rt.shutdown.wait()
-                log.info("shutting down: no new work; %d pipeline(s) get %.0f s",
-                         rt.manager.busy, settings.shutdown_grace_s)
-                await rt.manager.drain(settings.shutdown_grace_s)
-                rt.stopping.set()  # WebSockets close with 1001
-                await trio.sleep(0.05)
+                def forward() -> None:
+                    if rt.supervisor is not None and rt.supervisor.send_signal(signal.SIGHUP):
+                        log.info("reload: SIGHUP passed to the agent (provider keys)")
 
-            async def _http(task_status: trio.TaskStatus[list[str]]) -> None:
-                await hypercorn.trio.serve(app, hconf, shutdown_trigger=_shutdown_trigger, task_status=task_status)
-                # Serving has ended gracefully: stop the workers, which store any job
-                # still running as QUEUED for the next start.
-                work.cancel_scope.cancel()
-
-            rt.urls = await work.start(_http)
-            log.info("Atomic %s serving on %s", __version__, ", ".join(rt.urls))
-            task_status.started(rt.urls)
-        log.info("stopped serving; stopping services")
+                await root.start(partial(reload_loop, reload, partial(_apply, rt),
+                                         current=settings, notifier=notifier, on_signal=forward))
+            await notifier.status("starting: store, agent, sandbox")
+            # In dependency order; each started() means "ready to be used".
+            rt.store = JobStore(settings.db_path, cleanup_timeout_s=settings.cleanup_timeout_s)
+            await services.start(rt.store.run)
+            rt.artifacts = ArtifactStore(settings.artifacts_dir)
+            if settings.agent == "child":
+                await _start_agent(rt, services)
+            rt.agent = AgentPool(settings)
+            await services.start(rt.agent.run)
+            rt.sandbox = SandboxController(settings)
+            await services.start(rt.sandbox.run)
+            rt.queue = JobQueue(settings.max_queue_size, settings.aging_s)
+            rt.manager = JobManager(
+                Services(settings, rt.agent, rt.sandbox, rt.store, rt.artifacts, rt.queue, rt.metrics)
+            )
+            await _serve_work(rt, create_app, hypercorn, notifier, task_status)
+        finally:
+            log.info("stopped serving; stopping services")
+            services_scope.cancel()
         root.cancel_scope.cancel()
 
 
-async def _signals(rt: Runtime) -> None:
+async def _serve_work(rt: Runtime, create_app: Any, hypercorn: Any, notifier: Any,
+                      task_status: trio.TaskStatus[list[str]]) -> None:
+    """The HTTP server and the job workers, until a graceful shutdown ends them."""
+    from ..notify import watchdog_loop
+
+    settings = rt.settings
+    async with trio.open_nursery() as work:
+        await work.start(rt.manager.run)
+        app = rt.app = create_app(rt)
+        hconf = hypercorn.config.Config()
+        binds = [f"{settings.host}:{settings.http_port}"]
+        if settings.ws_port is not None and settings.ws_port != settings.http_port:
+            binds.append(f"{settings.host}:{settings.ws_port}")
+        hconf.bind = binds
+        hconf.graceful_timeout = 2.0
+        hconf.accesslog = None
+        hconf.errorlog = logging.getLogger("hypercorn.error")
+        hconf.keep_alive_timeout = 75
+        hconf.backlog = 1024
+
+        async def _shutdown_trigger() -> None:
+            await rt.shutdown.wait()
+            with trio.move_on_after(settings.cleanup_timeout_s, shield=True):
+                await notifier.stopping()
+            log.info("shutting down: no new work; %d pipeline(s) get %.0f s",
+                     rt.manager.busy, settings.shutdown_grace_s)
+            await rt.manager.drain(settings.shutdown_grace_s)
+            rt.stopping.set()  # WebSockets close with 1001
+            await trio.sleep(0.05)
+
+        async def _http(task_status: trio.TaskStatus[list[str]]) -> None:
+            await hypercorn.trio.serve(app, hconf, shutdown_trigger=_shutdown_trigger, task_status=task_status)
+            # Serving has ended gracefully: stop the workers, which store any job
+            # still running as QUEUED for the next start.
+            work.cancel_scope.cancel()
+
+        rt.urls = await work.start(_http)
+        log.info("Atomic %s serving on %s", __version__, ", ".join(rt.urls))
+        await notifier.ready(status=f"serving on {', '.join(rt.urls)}")
+        # The watchdog proves the event loop runs; a degraded dependency is reported in
+        # /api/status, not "fixed" by a restart.
+        work.start_soon(watchdog_loop, notifier, lambda: not rt.shutdown.is_set())
+        task_status.started(rt.urls)
+
+
+async def _host(scope: trio.CancelScope, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:
+    with scope:
+        async with trio.open_nursery() as nursery:
+            task_status.started(nursery)
+            await trio.sleep_forever()
+
+
+def _apply(rt: Runtime, new: Settings, changes: dict[str, Any]) -> None:
+    """Put reloaded settings into effect (only reloadable keys differ in ``new``)."""
+    from ..reload import apply_logging
+
+    apply_logging(new, changes)
+    rt.settings = new
+    if rt.manager is not None:
+        rt.manager.settings = new
+        rt.manager.s.settings = new
+    if rt.sandbox is not None:
+        rt.sandbox.reconfigure(new)
+
+
+async def _signals(rt: Runtime, everything: trio.CancelScope) -> None:
+    """First SIGTERM/SIGINT: graceful shutdown. A second one: stop now, skipping the grace
+    period (running jobs are still stored as QUEUED; cleanup stays bounded)."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             if rt.shutdown.is_set():
                 log.warning("second %s: stopping now", signal.Signals(signum).name)
-                raise KeyboardInterrupt
+                everything.cancel()
+                return
             log.info("%s received", signal.Signals(signum).name)
             rt.shutdown.set()
