@@ -414,6 +414,11 @@ class SandboxController:
                 async with trio.open_nursery() as cleanup:
                     for sb in self._pool.drain():
                         cleanup.start_soon(self._remove, sb)
+                # Last sweep: anything of ours a failed removal left (say, during a Docker
+                # outage) goes now, if the engine answers within the cleanup bound.
+                if self._available:
+                    with trio.move_on_after(self._settings.cleanup_timeout_s):
+                        await self.reap()
 
     async def _health_loop(self) -> None:
         backoff = 0.5
