@@ -9,6 +9,7 @@ we closed it -> ConnectionClosed, it could not be opened -> ConnectFailed.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
@@ -120,12 +121,22 @@ class Connection:
                 return codec.loads(frame)
             if decoder.eof:
                 return None
+            data: bytes | bytearray
             try:
-                data = await self.stream.receive_some(_RECEIVE_SIZE)
+                if self.socket is not None:
+                    # The socket itself: SocketStream.receive_some adds a context manager
+                    # and a conflict check per call, and only one task reads here anyway.
+                    data = await self.socket.recv(_RECEIVE_SIZE)
+                else:
+                    data = await self.stream.receive_some(_RECEIVE_SIZE)
             except trio.BrokenResourceError:
                 raise ConnectionBroken("the peer reset the connection") from None
             except trio.ClosedResourceError:
                 raise ConnectionClosed("the connection is closed") from None
+            except OSError as exc:
+                if exc.errno == errno.EBADF:
+                    raise ConnectionClosed("the connection is closed") from None
+                raise ConnectionBroken(f"the connection failed: {exc}") from None
             decoder.receive_data(data)
             if not data:
                 try:

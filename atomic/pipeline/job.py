@@ -116,6 +116,7 @@ class Job:
         self.files: list[dict[str, Any]] = []
         self.execution: dict[str, Any] | None = None
         self.attempts: list[dict[str, Any]] = []
+        self.outputs: list[dict[str, Any]] = []  # files the program wrote (collect: true)
         self.usage: dict[str, Any] = {
             "provider": None,
             "model": None,
@@ -200,6 +201,7 @@ class Job:
             "files": list(self.files),
             "execution": self.execution,
             "attempts": list(self.attempts),
+            "outputs": list(self.outputs),
             "usage": dict(self.usage),
             "artifacts": [
                 {k: v for k, v in a.items() if k in ("format", "url", "size", "sha256", "filename")}
@@ -222,6 +224,7 @@ class Job:
         job.files = list(doc.get("files") or [])
         job.execution = doc.get("execution")
         job.attempts = list(doc.get("attempts") or [])
+        job.outputs = list(doc.get("outputs") or [])
         job.usage = dict(doc.get("usage") or job.usage)
         job.artifacts = list(doc.get("artifacts") or [])
         job.error = doc.get("error")

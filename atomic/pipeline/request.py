@@ -84,7 +84,8 @@ def parse_generate(body: Any, *, supported: list[str] | None = None, wait: bool 
     body = _obj(body)
     _unknown(
         body,
-        {"prompt", "language", "priority", "provider", "model", "execute", "limits", "export", "wait", "type"},
+        {"prompt", "language", "priority", "provider", "model", "execute", "limits", "export", "wait", "type",
+         "collect"},
     )
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
@@ -110,6 +111,7 @@ def parse_generate(body: Any, *, supported: list[str] | None = None, wait: bool 
         "limits": parse_limits(body.get("limits")),
         "export": formats,
         "wait": _bool(body, "wait", wait),
+        "collect": _bool(body, "collect", False),
     }
 
 

@@ -46,6 +46,7 @@ class Pipeline:
         self.s = services
         self.settings = services.settings
         self.lang: Language = LANGUAGES[job.request["language"]]
+        self.outputs: list[tuple[str, bytes]] = []
 
     async def run(self) -> None:
         job = self.job
@@ -84,7 +85,7 @@ class Pipeline:
 
         job.enter(State.EXPORTING)
         await self.s.persist(job)
-        await self.export(attempt.files or [])
+        await self.export((attempt.files or []) + self.outputs)
 
         if attempt.execution is not None and not self._succeeded(attempt.execution):
             ex = attempt.execution
@@ -194,7 +195,9 @@ class Pipeline:
         def on_output(stream: str, data: str) -> None:
             job.emit({"type": "output", "stream": stream, "data": data})
 
-        spec = RunSpec(files=files, command=self.lang.command(), stdin=b"", limits=limits, job_id=job.id)
+        collect = bool(job.request.get("collect"))
+        spec = RunSpec(files=files, command=self.lang.command(), stdin=b"", limits=limits, job_id=job.id,
+                       collect=collect)
         try:
             result = await self.s.sandbox.execute(spec, on_output=on_output)
         except errors.SandboxError as exc:
@@ -202,6 +205,11 @@ class Pipeline:
         self.s.metrics.sandbox_run(result.termination)
         record = result.to_dict()
         job.execution = record
+        # What the program wrote into its workspace goes into the artifacts, under output/.
+        self.outputs = [(f"output/{path}", data) for path, data in (result.files_out or [])]
+        job.outputs = [
+            {"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()} for p, d in self.outputs
+        ]
         return record
 
     @staticmethod

@@ -17,12 +17,13 @@ from atomic.agent.server import AgentServer, serve_agent
 from atomic.errors import (
     AgentUnavailable,
     ConnectionBroken,
+    ConnectionClosed,
     LocalProtocolError,
     PoolTimeout,
     ProviderError,
     UnknownProvider,
 )
-from atomic.ipc import codec
+from atomic.ipc import codec, idle
 from atomic.ipc.pool import AgentPool
 
 LONG_TEXT = " ".join(f"w{i}" for i in range(400))
@@ -246,8 +247,8 @@ async def test_rogue_agent_breaks_only_the_pool_connection(ipc_settings) -> None
             stream = trio.SocketStream(sock)
             await stream.receive_some()  # hello
             await stream.send_all(codec.encode_message({"type": "hello", "providers": []}, 1 << 20))
-            await stream.receive_some()  # generate
-            await stream.send_all(struct.pack(">I", 5) + b"junk!")
+            if await stream.receive_some():  # generate (b"": the pool hung up while idle)
+                await stream.send_all(struct.pack(">I", 5) + b"junk!")
 
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -347,3 +348,84 @@ async def test_tcp_transport(ipc_settings) -> None:
             assert (await pool.generate(REQUEST))["provider"] == "replay"
             await pool.aclose()
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("epoll", [True, False], ids=["epoll", "tasks"])
+async def test_idle_connections_notice_a_dead_agent_at_once(ipc_settings, monkeypatch, epoll) -> None:
+    """No health ping needed: the idle watch sees the end of stream on every idle socket."""
+    if epoll and not idle.HAVE_EPOLL:
+        pytest.skip("no epoll here")
+    monkeypatch.setattr(idle, "HAVE_EPOLL", epoll)
+    settings = ipc_settings.replace(ipc_health_interval_s=3600.0)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            pool = AgentPool(settings)
+            await nursery.start(pool.run)
+            agent_scope = trio.CancelScope()
+
+            async def agent_service(task_status) -> None:
+                with agent_scope:
+                    await serve_agent(settings, providers={"replay": ReplayProvider()}, task_status=task_status)
+
+            await nursery.start(agent_service)
+            await wait_until(lambda: pool.statistics().connected == 4)
+            for _ in range(3):  # lend and return them a few times: the watch follows
+                assert (await pool.generate(REQUEST))["finish_reason"] == "stop"
+                await pool.ping()
+            assert pool.statistics().last_ping_rtt_ms is not None
+            agent_scope.cancel()
+            await wait_until(lambda: pool.statistics().connected == 0, timeout=2.0)
+            assert not pool.statistics().healthy
+            await pool.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def test_pool_closed_mid_request(ipc_settings) -> None:
+    settings = ipc_settings.replace(ipc_pool_size=1)
+    provider = ReplayProvider(LONG_TEXT, tokens_per_s=200)
+    async with running(settings, provider) as (pool, _agent, _):
+        first = trio.Event()
+
+        async def request() -> None:
+            with pytest.raises(ConnectionClosed):
+                await pool.generate(REQUEST, lambda t: first.set())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(request)
+            await first.wait()
+            await pool.aclose()
+        s = pool.statistics()
+        assert (s.connected, s.in_use, s.failures) == (0, 0, 1)
+
+
+async def test_stray_frames_on_an_idle_connection(ipc_settings) -> None:
+    """A hello out of turn refreshes the facts and keeps the connection; garbage drops it."""
+    settings = ipc_settings.replace(ipc_pool_size=1, ipc_health_interval_s=3600.0)
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(settings.ipc_socket)
+    listener.listen()
+    tsock = trio.socket.from_stdlib_socket(listener)
+    streams: list[trio.SocketStream] = []
+
+    async def agent() -> None:
+        while True:
+            sock, _ = await tsock.accept()
+            stream = trio.SocketStream(sock)
+            await stream.receive_some()  # hello
+            await stream.send_all(codec.encode_message({"type": "hello", "providers": []}, 1 << 20))
+            streams.append(stream)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(agent)
+            pool = AgentPool(settings)
+            await nursery.start(pool.run)
+            await wait_until(lambda: len(streams) == 1 and pool.statistics().connected == 1)
+            await streams[0].send_all(codec.encode_message({"type": "hello", "providers": [{"name": "x"}]}, 1 << 20))
+            await wait_until(lambda: pool.status()["providers"] == [{"name": "x"}])
+            assert pool.statistics().idle == 1 and pool.statistics().reconnects == 0
+            await streams[0].send_all(struct.pack(">I", 5) + b"junk!")
+            await wait_until(lambda: pool.statistics().reconnects == 1 and pool.statistics().connected == 1)
+            await pool.aclose()
+            nursery.cancel_scope.cancel()
+    listener.close()

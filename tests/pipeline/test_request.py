@@ -7,7 +7,7 @@ from atomic.pipeline import request as r
 def test_generate_defaults():
     req = r.parse_generate({"prompt": "hi"})
     assert req == {"prompt": "hi", "language": "python", "priority": "normal", "provider": None,
-                   "model": None, "execute": True, "limits": {}, "export": ["zip"], "wait": False}
+                   "model": None, "execute": True, "limits": {}, "export": ["zip"], "wait": False, "collect": False}
 
 
 @pytest.mark.parametrize(

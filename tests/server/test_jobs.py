@@ -153,3 +153,25 @@ async def test_cancel_a_queued_job_leaves_the_queue(make_server):
     assert r.json()["state"] == "CANCELLED"
     assert server.rt.queue.statistics().depth == 0
     await server.client.delete(f"/api/jobs/{first['id']}")
+
+
+WRITER = (
+    "```python\n"
+    "import os\n"
+    "os.makedirs('results', exist_ok=True)\n"
+    "open('results/table.csv', 'w').write('n,square\\n3,9\\n')\n"
+    "print('wrote')\n"
+    "```\n"
+)
+
+
+async def test_files_the_program_writes_are_collected_into_the_artifacts(make_server):
+    server = await make_server(text=WRITER)
+    doc = (await server.client.post("/api/generate", json={"prompt": "x", "collect": True, "wait": True})).json()
+    assert doc["state"] == "COMPLETE", doc["error"]
+    assert [o["path"] for o in doc["outputs"]] == ["output/results/table.csv"]
+    z = await server.client.get(doc["artifacts"][0]["url"])
+    with zipfile.ZipFile(io.BytesIO(z.content)) as zf:
+        names = {n.split("/", 1)[1]: n for n in zf.namelist() if not n.endswith("/")}
+        assert zf.read(names["output/results/table.csv"]) == b"n,square\n3,9\n"
+        assert "main.py" in names
