@@ -112,7 +112,7 @@ if [ ! -e "$ETC/atomic.toml" ]; then
     say "writing $ETC/atomic.toml"
     umask 027
     cat >"$ETC/atomic.toml" <<'EOF'
-# Atomic settings: the ATOMIC_* names in lower case (see docs/operations.md, or
+# Atomic settings: the ATOMIC_* names in lower case (see README.md, or
 # `atomic config --reference`). The unit sets data_dir (/var/lib/atomic) and ipc_socket
 # (/run/atomic/agent.sock) in its environment, which wins over this file.
 # `systemctl reload atomic` applies log, sandbox-limit, CORS, API-key, retention and

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Print the configuration reference as a Markdown table (for docs/operations.md).
+"""Print the configuration reference as a Markdown table (for README.md).
 
 usage: .venv/bin/python tools/config-reference.py
 """
