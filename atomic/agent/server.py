@@ -334,6 +334,14 @@ async def reload_providers(server: "AgentServer", settings: Settings, env_at_sta
     return changed
 
 
+async def _leave_with_parent(parent: int, scope: trio.CancelScope) -> None:
+    """A supervised agent stops when its server has gone (reparented: the ppid changed)."""
+    while os.getppid() == parent:
+        await trio.sleep(0.5)
+    log.warning("the server (pid %d) is gone; the agent stops", parent)
+    scope.cancel()
+
+
 def main(settings: Settings) -> int:
     """Run the agent until SIGTERM or SIGINT; 0 after a clean signal shutdown, 1 on failure.
 
@@ -350,6 +358,9 @@ def main(settings: Settings) -> int:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with trio.open_nursery() as nursery:
                 server = await nursery.start(serve_agent, settings)
+                parent = os.environ.get("ATOMIC_AGENT_PARENT_PID")
+                if parent and parent.isdigit():
+                    nursery.start_soon(_leave_with_parent, int(parent), nursery.cancel_scope)
                 async for signum in signals:
                     if signum == signal.SIGHUP:
                         await reload_providers(server, settings, env_at_start)

@@ -55,6 +55,10 @@ def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> d
         if isinstance(value, tuple):
             value = ",".join(value)
         env[env_name(name)] = str(value)
+    # The child watches this pid and leaves when its server is gone, even by SIGKILL.
+    # (Not PR_SET_PDEATHSIG: that follows the spawning *thread*, and trio spawns from a
+    # worker thread that exits when idle.)
+    env["ATOMIC_AGENT_PARENT_PID"] = str(os.getpid())
     # The child imports the same atomic package as we do, installed or not.
     root = str(pathlib.Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
@@ -107,7 +111,6 @@ class AgentSupervisor:
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
             )
             self._proc = proc
             log.info("agent started (pid %d)", proc.pid)
@@ -184,22 +187,6 @@ class AgentSupervisor:
             proc.kill()
             with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
                 await proc.wait()
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM us when the server dies, even by SIGKILL (Linux).
-
-    Without it a server killed with -9 would leave its agent holding the socket.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 __all__ = ["AgentSupervisor", "SupervisorStatistics", "settings_env"]
