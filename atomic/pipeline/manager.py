@@ -297,11 +297,11 @@ class JobManager:
                     assert isinstance(exc, JobFailed)
                     outcome = (State.FAILED, {"code": exc.code, "message": exc.message, "stage": exc.stage})
                 except* Exception as group:  # a bug: the job fails, the server lives on
-                    exc = group.exceptions[0]
-                    log.error("job %s: unexpected error in %s", job.id, job.state.value, exc_info=exc)
+                    bug = group.exceptions[0]
+                    log.error("job %s: unexpected error in %s", job.id, job.state.value, exc_info=bug)
                     outcome = (
                         State.FAILED,
-                        {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}",
+                        {"code": "internal_error", "message": f"{type(bug).__name__}: {bug}",
                          "stage": job.state.value},
                     )
             if outcome is None:  # our scope was cancelled: the user asked
