@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from .. import errors
+from .. import errors, logs
 from ..config import Settings
 from ..errors import JobFailed
 from .job import TERMINAL, EventBuffer, Job, State
@@ -279,6 +279,13 @@ class JobManager:
         run.done.set()
 
     async def _run_job(self, job: Job) -> None:
+        token = logs.job_id.set(job.id)  # every log line of this job carries its id
+        try:
+            await self._run_job_logged(job)
+        finally:
+            logs.job_id.reset(token)
+
+    async def _run_job_logged(self, job: Job) -> None:
         t0 = trio.current_time()
         outcome: tuple[State, dict[str, Any] | None] | None = None
         try:

@@ -18,7 +18,7 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from .. import __version__, errors
+from .. import __version__, errors, logs
 from ..pipeline import request as reqs
 from ..pipeline.job import State
 from ..pipeline.languages import supported
@@ -113,6 +113,7 @@ def create_app(rt: Runtime) -> QuartTrio:
     async def _before() -> Response | None:
         g.t0 = time.perf_counter()
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        logs.request_id.set(g.request_id)  # every log line of this request carries it
         if request.method == "OPTIONS":
             return None
         if request.content_length is not None and request.content_length > settings.max_body_bytes:
