@@ -62,6 +62,8 @@ class _EpollWatch(IdleWatch[K]):
         return key in self._fds
 
     def add(self, key: K, sock: trio.socket.SocketType) -> None:
+        if key in self._fds:
+            return
         fd = sock.fileno()
         self._ep.register(fd, select.EPOLLIN)
         self._fds[key] = fd
@@ -107,6 +109,8 @@ class _TaskWatch(IdleWatch[K]):
         return key in self._scopes
 
     def add(self, key: K, sock: trio.socket.SocketType) -> None:
+        if key in self._scopes:
+            return
         scope = self._scopes[key] = trio.CancelScope()
         self._nursery.start_soon(self._watch_one, key, sock, scope)
 

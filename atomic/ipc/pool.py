@@ -209,7 +209,7 @@ class AgentPool:
 
     def _release(self, conn: _AgentConnection, *, reusable: bool) -> None:
         # Bytes already read past the last reply would be a frame nobody asked for.
-        if reusable and conn.alive and not self._closed and not conn.conn.buffered:
+        if reusable and conn.alive and not self._closed and not conn.conn.closed and not conn.conn.buffered:
             self._make_idle(conn)
         else:
             self._discard(conn)
