@@ -129,8 +129,8 @@ def test_sigterm_stops_server_and_agent_cleanly(live, docker_client):
     assert proc.wait(timeout=30) == 0
     log = (tmp_path / "serve.log").read_text()
     assert "Traceback" not in log, log[-3000:]
-    left = docker_client.containers.list(all=True, filters={"label": "io.atomic.managed=1"})
-    assert [c for c in left if c.labels.get("io.atomic.pid") == str(proc.pid)] == []
+    left = docker_client.api.containers(all=True, filters={"label": f"io.atomic.pid={proc.pid}"})
+    assert left == []
 
 
 def _serve(tmp_path, port, sock_dir, extra_env):

@@ -166,7 +166,8 @@ class Job:
         self.emit({"type": "done", "job": self.document()})
         for w in list(self.watchers):
             w.close()
-        self.finished.set()
+        # ``finished`` is set by whoever stores the final document (the manager), so that
+        # anyone woken by it reads a stored, final job.
 
     # --- events -------------------------------------------------------------------------
     def emit(self, event: dict[str, Any]) -> None:

@@ -344,9 +344,12 @@ class JobManager:
             if stage.get("duration_ms") is not None:
                 self.s.metrics.stage(stage["name"], stage["duration_ms"] / 1000)
         self.s.metrics.job_state(previous, state.value)
-        with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
-            await self.s.persist(job)
-        self.active.pop(job.id, None)
+        try:
+            with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
+                await self.s.persist(job)
+        finally:
+            self.active.pop(job.id, None)
+            job.finished.set()
 
     # --- introspection ----------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

@@ -46,4 +46,4 @@ async def test_round_trip_through_the_stored_document():
     job.finish(State.FAILED, {"code": "x", "message": "y", "stage": "PARSING"})
     again = Job.from_document(job.document())
     assert again.document() == job.document()
-    assert again.finished.is_set()
+    assert again.finished.is_set()  # a stored terminal job is finished

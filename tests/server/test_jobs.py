@@ -139,7 +139,7 @@ async def test_cancel_a_running_job_kills_its_sandbox(make_server, docker_client
     assert trio.current_time() - t0 < 5
     again = await server.client.delete(f"/api/jobs/{doc['id']}")
     assert again.status_code == 409 and again.json()["error"]["code"] == "job_finished"
-    leftover = docker_client.containers.list(all=True, filters={"label": f"io.atomic.job={doc['id']}"})
+    leftover = docker_client.api.containers(all=True, filters={"label": f"io.atomic.job={doc['id']}"})
     assert leftover == []
 
 
@@ -175,3 +175,41 @@ async def test_files_the_program_writes_are_collected_into_the_artifacts(make_se
         names = {n.split("/", 1)[1]: n for n in zf.namelist() if not n.endswith("/")}
         assert zf.read(names["output/results/table.csv"]) == b"n,square\n3,9\n"
         assert "main.py" in names
+
+
+import pytest  # noqa: E402
+
+from atomic.pipeline.job import EventBuffer  # noqa: E402
+
+
+@pytest.mark.parametrize("state", ["PARSING", "GENERATING", "PACKAGING", "EXECUTING", "EXPORTING"])
+async def test_cancel_in_every_running_state(make_server, docker_client, state):
+    """Cancel the moment the job enters ``state``: it ends CANCELLED, in that stage, fast."""
+    server = await make_server(text=SLOW if state == "EXECUTING" else None, rate=20.0, timeout_s=60)
+    manager = server.rt.manager
+    buf = EventBuffer()
+    job = await manager.submit({"prompt": "x", "language": "python", "priority": "normal", "execute": True,
+                                "limits": {}, "export": ["zip"], "provider": None, "model": None}, watcher=buf)
+    with trio.fail_after(30):
+        while True:
+            events = await buf.get_batch()
+            assert events, "the job ended before reaching " + state
+            if any(e["type"] == "state" and e["state"] == state for e in events):
+                break
+    t0 = trio.current_time()
+    doc = await manager.cancel(job.id)
+    took = trio.current_time() - t0
+    assert doc["state"] == "CANCELLED"
+    # Cancellation takes effect at the job's next checkpoint: in that stage, or (when the
+    # stage was finishing its store write) the next one.
+    order = ["PARSING", "GENERATING", "PACKAGING", "EXECUTING", "EXPORTING"]
+    assert doc["error"]["code"] == "cancelled" and doc["error"]["message"] == "the job was cancelled"
+    assert doc["error"]["stage"] in order[order.index(state):order.index(state) + 2]
+    assert took < 2.0, took
+    stored = await server.rt.store.get(job.id)
+    assert stored["state"] == "CANCELLED"
+    # A cancelled run's container is gone when cancel returns; one that had already
+    # finished (EXPORTING) is removed in the background, shortly.
+    with trio.fail_after(5 if state != "EXECUTING" else 0.01):
+        while docker_client.api.containers(all=True, filters={"label": f"io.atomic.job={job.id}"}):
+            await trio.sleep(0.1)
