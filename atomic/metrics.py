@@ -14,7 +14,7 @@ from collections import defaultdict
 from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 STAGE_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -185,6 +185,9 @@ class Metrics:
             "websocket_connections": self._ws,
             "tokens": {f"{p}/{m}": dict(t) for (p, m), t in self._tokens.items()},
             "sandbox_runs": dict(self._sandbox),
+            "agent": {"pool": live.get("agent_pool", {}), "usage_totals": live.get("agent_usage_totals", {})},
+            "sandbox": live.get("sandbox", {}),
+            "store": live.get("store", {}),
         }
 
     def prometheus(self) -> bytes:
@@ -213,3 +216,12 @@ class _LiveCollector:
         busy = GaugeMetricFamily("atomic_workers_busy", "Pipelines running")
         busy.add_metric([], live.get("workers_busy", 0))
         yield busy
+        pool = live.get("agent_pool") or {}
+        for key in ("connected", "idle", "in_use", "waiting"):
+            g = GaugeMetricFamily(f"atomic_agent_pool_{key}", f"Agent connections: {key}")
+            g.add_metric([], pool.get(key, 0))
+            yield g
+        for key in ("requests", "failures", "reconnects"):
+            c = CounterMetricFamily(f"atomic_agent_pool_{key}", f"Agent pool {key}")
+            c.add_metric([], pool.get(key, 0))
+            yield c

@@ -88,13 +88,24 @@ class Runtime:
         return True, ""
 
     def live(self) -> dict[str, Any]:
+        """Figures other objects own, read by the metrics when asked (no I/O)."""
+        import dataclasses
+
         q = self.queue.statistics()
-        return {
+        out: dict[str, Any] = {
             "queue_depth": q.depth,
             "queue_by_priority": dict(q.by_priority),
             "jobs_by_state": self.manager.counts(),
             "workers_busy": self.manager.busy,
         }
+        if self.agent is not None:
+            out["agent_pool"] = dataclasses.asdict(self.agent.statistics())
+            out["agent_usage_totals"] = self.agent.agent_facts.get("usage_totals", {})
+        if self.sandbox is not None:
+            out["sandbox"] = {k: v for k, v in dataclasses.asdict(self.sandbox.statistics()).items()}
+        if self.store is not None:
+            out["store"] = dataclasses.asdict(self.store.statistics())
+        return out
 
 
 async def _start_agent(rt: Runtime, nursery: trio.Nursery) -> None:

@@ -75,7 +75,7 @@ async def test_docker_outage_degrades_and_recovers(docker_client, sandbox_settin
                     try:
                         await ctl.execute(spec)
                     except SandboxUnavailable as exc:
-                        assert "unavailable" in exc.message
+                        assert exc.code == "sandbox_unavailable" and exc.message
                     else:
                         raise AssertionError("a run succeeded with the engine unreachable")
                     st = ctl.status()

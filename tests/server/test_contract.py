@@ -134,7 +134,10 @@ async def test_metrics_json_and_prometheus(make_server):
     assert m["stages_ms"]["GENERATING"]["count"] == 1
     assert m["tokens"]["replay/replay-1"]["completion_tokens"] > 0
     assert m["sandbox_runs"] == {"exited": 1}
+    assert m["agent"]["pool"]["size"] == 4 and m["agent"]["pool"]["requests"] >= 1
+    assert m["store"]["writes"] >= 1
     text = (await server.client.get("/metrics")).text
     assert 'atomic_jobs_total{state="COMPLETE"} 1.0' in text
     assert "atomic_http_request_duration_seconds_bucket" in text
     assert 'atomic_queue_depth' in text
+    assert "atomic_agent_pool_connected" in text and "atomic_agent_pool_requests_total" in text
