@@ -14,7 +14,8 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from .errors import ConfigError
 
@@ -158,7 +159,7 @@ class Settings:
     def artifacts_dir(self) -> Path:
         return Path(self.data_dir) / "artifacts"
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     def public(self) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -23,7 +24,7 @@ STAGE_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 class Reservoir:
     """A uniform sample of at most ``size`` recent-ish observations (Vitter's algorithm R)."""
 
-    __slots__ = ("size", "samples", "count", "total")
+    __slots__ = ("count", "samples", "size", "total")
 
     def __init__(self, size: int = 2048) -> None:
         self.size = size

@@ -43,7 +43,7 @@ def test_cross_checks_and_unknown_file_keys(tmp_path):
         config.load(env={"ATOMIC_DEFAULT_MEMORY_MB": "1024"})
     f = tmp_path / "bad.toml"
     f.write_text("colour = 'blue'\n")
-    with pytest.raises(ConfigError, match="colour .*unknown setting"):
+    with pytest.raises(ConfigError, match=r"colour .*unknown setting"):
         config.load(env={}, config_file=f)
     with pytest.raises(ConfigError, match="no such file"):
         config.load(env={}, config_file=tmp_path / "missing.toml")

@@ -15,7 +15,6 @@ import sys
 import tempfile
 import time
 import zipfile
-from pathlib import Path
 
 import httpx
 import pytest
@@ -42,7 +41,7 @@ def live(tmp_path, docker_client):
         "ATOMIC_WARM_POOL_SIZE": "1",
         "ATOMIC_LOG_FORMAT": "json",
     }
-    log = open(tmp_path / "serve.log", "wb")
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - the server writes it while it runs
     proc = subprocess.Popen([sys.executable, "-m", "atomic", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -69,7 +68,7 @@ def live(tmp_path, docker_client):
 
 
 def test_prompt_to_tested_program_over_http(live, docker_client):
-    url, proc, tmp_path = live
+    url, _proc, _tmp_path = live
     t0 = time.monotonic()
     r = httpx.post(url + "/api/generate", json={"prompt": PROMPT, "export": ["zip", "git"]}, timeout=10)
     assert r.status_code == 202, r.text
@@ -106,7 +105,7 @@ def test_prompt_to_tested_program_over_http(live, docker_client):
 
 
 def test_atomic_generate_streams_and_saves_the_artifact(live, tmp_path):
-    url, proc, _ = live
+    url, _proc, _ = live
     out = tmp_path / "out"
     res = subprocess.run(
         [sys.executable, "-m", "atomic", "generate", "--url", url, "--out", str(out), PROMPT],
@@ -124,7 +123,7 @@ def test_atomic_generate_streams_and_saves_the_artifact(live, tmp_path):
 
 
 def test_sigterm_stops_server_and_agent_cleanly(live, docker_client):
-    url, proc, tmp_path = live
+    _url, proc, tmp_path = live
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
     log = (tmp_path / "serve.log").read_text()
@@ -143,7 +142,7 @@ def _serve(tmp_path, port, sock_dir, extra_env):
         "ATOMIC_LOG_FORMAT": "json",
         **extra_env,
     }
-    log = open(tmp_path / f"serve-{time.monotonic_ns()}.log", "wb")
+    log = open(tmp_path / f"serve-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 - held by the server
     proc = subprocess.Popen([sys.executable, "-m", "atomic", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

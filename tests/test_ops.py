@@ -39,7 +39,7 @@ class Served:
             **env,
         }
         self.log_path = tmp_path / f"serve-{self.port}.log"
-        self.log = open(self.log_path, "wb")
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed by stop()
         self.signalled = False
         self.proc = subprocess.Popen([sys.executable, "-m", "atomic", "serve", *args], env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT)

@@ -1,6 +1,6 @@
 """Type stub of the Cython twin of :mod:`atomic.queue_core` (same API)."""
 
-from typing import Hashable
+from collections.abc import Hashable
 
 class QueueCore:
     def __init__(self) -> None: ...

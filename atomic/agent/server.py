@@ -302,7 +302,7 @@ async def serve_agent(
                 pass
 
 
-async def reload_providers(server: "AgentServer", settings: Settings, env_at_start: dict[str, str]) -> list[str]:
+async def reload_providers(server: AgentServer, settings: Settings, env_at_start: dict[str, str]) -> list[str]:
     """SIGHUP: re-read the provider environment (``ATOMIC_ENV_FILE``, e.g. the systemd
     unit's EnvironmentFile) and rebuild the remote providers whose variables changed.
     The local model is never reloaded this way (it holds no key). Returns the names of

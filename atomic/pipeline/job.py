@@ -12,13 +12,13 @@ from __future__ import annotations
 import enum
 import uuid
 from collections import deque
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 import trio
 
 
-class State(str, enum.Enum):
+class State(enum.StrEnum):
     QUEUED = "QUEUED"
     PARSING = "PARSING"
     GENERATING = "GENERATING"
@@ -50,7 +50,7 @@ PROGRESS = {
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_id() -> str:
@@ -213,7 +213,7 @@ class Job:
         }
 
     @classmethod
-    def from_document(cls, doc: dict[str, Any]) -> "Job":
+    def from_document(cls, doc: dict[str, Any]) -> Job:
         """Rebuild a job from its stored document (for recovery and finished jobs)."""
         job = cls(dict(doc.get("request") or {}), job_id=doc["id"])
         job.state = State(doc["state"])

@@ -379,4 +379,4 @@ def retry_after_header(exc: errors.QueueFull) -> str:
     return str(max(1, math.ceil(exc.retry_after)))
 
 
-__all__ = ["JobManager", "Services", "TERMINAL", "retry_after_header"]
+__all__ = ["TERMINAL", "JobManager", "Services", "retry_after_header"]

@@ -41,7 +41,7 @@ class Attempt:
 class Pipeline:
     """Runs one job's stages. Created per job; holds no state beyond that job."""
 
-    def __init__(self, job: Job, services: "Services") -> None:
+    def __init__(self, job: Job, services: Services) -> None:
         self.job = job
         self.s = services
         self.settings = services.settings

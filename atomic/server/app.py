@@ -52,7 +52,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 def error_response(exc: errors.AtomicError) -> Response:
     headers = {}
     if isinstance(exc, errors.QueueFull):
-        headers["Retry-After"] = str(max(1, int(round(exc.retry_after + 0.499))))
+        headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.499)))
     if isinstance(exc, errors.PayloadTooLarge):
         headers["Connection"] = "close"  # the unread body must not be taken for the next request
     if isinstance(exc, errors.Unauthorized):

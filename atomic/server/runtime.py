@@ -14,7 +14,8 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import trio
 
@@ -114,7 +115,7 @@ async def _start_agent(rt: Runtime, nursery: trio.Nursery) -> None:
     rt.supervisor = AgentSupervisor(rt.settings)
     try:
         await nursery.start(rt.supervisor.run)
-    except Exception as exc:  # the server still serves; status says degraded
+    except Exception as exc:  # noqa: BLE001 - the server still serves; status says degraded
         log.error("the agent did not start: %s", exc)
 
 

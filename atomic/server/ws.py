@@ -10,7 +10,8 @@ events are coalesced, while ``state`` and ``done`` are never dropped.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import msgspec
 import trio

@@ -74,7 +74,7 @@ async def test_cancellation_stops_generation(provider) -> None:
     seen = 0
     with trio.fail_after(60):
         with trio.CancelScope() as scope:
-            async for ev in provider.stream(request):
+            async for _ev in provider.stream(request):
                 seen += 1
                 if seen == 5:
                     scope.cancel()

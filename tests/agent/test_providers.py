@@ -47,7 +47,7 @@ async def test_replay_default_is_a_python_program(tmp_settings, autojump_clock) 
     assert text == DEFAULT_TEXT
     code = text.split("```python\n", 1)[1].split("```", 1)[0]
     scope: dict = {}
-    exec(compile(code, "<replay>", "exec"), scope)  # noqa: S102 - our own constant
+    exec(compile(code, "<replay>", "exec"), scope)
     assert trio.current_time() == 0.0
     assert provider.describe()["name"] == "replay"
 

@@ -46,7 +46,7 @@ async def test_batch_answers_in_order(make_server):
     assert r.status_code == 200
     results = r.json()["results"]
     assert [x["stdout"] for x in results] == ["0\n", "1\n", "2\n", "3\n"]
-    bad = await server.client.post("/api/execute/batch", json={"runs": runs[:1] + [{"files": "nope"}]})
+    bad = await server.client.post("/api/execute/batch", json={"runs": [*runs[:1], {"files": "nope"}]})
     assert bad.status_code == 422 and bad.json()["error"]["message"].startswith("runs[1].files")
 
 

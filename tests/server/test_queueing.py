@@ -42,7 +42,7 @@ async def test_priorities_are_honoured_under_load(make_server):
         assert r.status_code == 202
         ids.setdefault(prio, []).append(r.json()["id"])
     positions = {}
-    for prio, group in ids.items():
+    for group in ids.values():
         for job_id in group:
             positions[job_id] = (await server.client.get(f"/api/jobs/{job_id}")).json()["queue_position"]
     order = sorted(positions, key=positions.get)

@@ -31,7 +31,7 @@ async def test_a_slow_reader_never_slows_the_job_and_misses_no_state(make_server
         assert doc["state"] == "COMPLETE"
         events, code = await collect(ws)
     assert code == 1000
-    events = [first] + events
+    events = [first, *events]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     states = [e["state"] for e in events if e["type"] == "state"]
     assert states == ["PARSING", "GENERATING", "PACKAGING", "EXPORTING", "COMPLETE"]
@@ -61,5 +61,5 @@ async def test_shutdown_closes_websockets_with_1001(make_server):
         await ws.send_message(json.dumps({"prompt": "x"}))
         await ws.get_message()
         server.rt.shutdown.set()
-        events, code = await collect(ws, limit=20)
+        _events, code = await collect(ws, limit=20)
     assert code == 1001

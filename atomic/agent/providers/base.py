@@ -11,7 +11,8 @@ and fallbacks without knowing any vendor.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
+from collections.abc import AsyncIterator
 
 
 @dataclass(frozen=True)
