@@ -100,14 +100,15 @@ def create_app(rt: Runtime) -> QuartTrio:
         return supported(rt.sandbox.languages())
 
     # --- hooks ---------------------------------------------------------------------------
-    def _authorized(token_query: str | None = None) -> bool:
+    def _authorized(headers: Any, token: str | None = None) -> bool:
+        """A configured key in ``Authorization: Bearer``, or (WebSocket) in ``?token=``."""
         keys = rt.settings.api_keys  # read per request: SIGHUP may change them
         if not keys:
             return True
-        auth = request.headers.get("Authorization", "") if token_query is None else ""
-        if auth.lower().startswith("bearer ") and auth[7:].strip() in keys:
+        auth = headers.get("Authorization", "")
+        if auth[:7].lower() == "bearer " and auth[7:].strip() in keys:
             return True
-        return token_query is not None and token_query in keys
+        return token is not None and token in keys
 
     @app.before_request
     async def _before() -> Response | None:
@@ -119,7 +120,7 @@ def create_app(rt: Runtime) -> QuartTrio:
         if request.content_length is not None and request.content_length > settings.max_body_bytes:
             return error_response(errors.PayloadTooLarge(
                 f"the request body is larger than {settings.max_body_bytes} bytes"))
-        if request.path != "/health" and not _authorized():
+        if request.path != "/health" and not _authorized(request.headers):
             return error_response(errors.Unauthorized("a valid API key is required: Authorization: Bearer <key>"))
         return None
 

@@ -35,8 +35,7 @@ class _Closed(Exception):
 def register_websocket(app: QuartTrio, rt: Runtime, authorized: Callable[..., bool]) -> None:
     @app.websocket("/ws/stream")
     async def stream() -> Any:
-        token = websocket.args.get("token")
-        if not (authorized() or (token is not None and authorized(token))):
+        if not authorized(websocket.headers, websocket.args.get("token")):
             return _reject(401, "unauthorized", "a valid API key is required (Authorization header or ?token=)")
         await websocket.accept()
         rt.metrics.ws_opened()

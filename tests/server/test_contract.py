@@ -141,3 +141,27 @@ async def test_metrics_json_and_prometheus(make_server):
     assert "atomic_http_request_duration_seconds_bucket" in text
     assert 'atomic_queue_depth' in text
     assert "atomic_agent_pool_connected" in text and "atomic_agent_pool_requests_total" in text
+
+
+async def test_websocket_needs_the_key_too(make_server):
+    import json
+
+    import trio
+    from trio_websocket import ConnectionRejected, open_websocket_url
+
+    server = await make_server(api_keys="k1")
+    try:
+        async with open_websocket_url(server.ws_url):
+            raise AssertionError("accepted without a key")
+    except ConnectionRejected as exc:
+        assert exc.status_code == 401
+        assert json.loads(exc.body)["error"]["code"] == "unauthorized"
+    doc = (await server.client.post("/api/generate", json={"prompt": "x", "execute": False, "wait": True},
+                                    headers={"Authorization": "Bearer k1"})).json()
+    async with open_websocket_url(server.ws_url + f"?job_id={doc['id']}&token=k1") as ws:
+        with trio.fail_after(5):
+            assert json.loads(await ws.get_message())["type"] == "done"
+    async with open_websocket_url(server.ws_url, extra_headers=[(b"authorization", b"Bearer k1")]) as ws:
+        await ws.send_message(json.dumps({"job_id": doc["id"]}))
+        with trio.fail_after(5):
+            assert json.loads(await ws.get_message())["type"] == "done"
