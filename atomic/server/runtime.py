@@ -221,7 +221,10 @@ async def _serve_work(rt: Runtime, create_app: Any, hypercorn: Any, notifier: An
             await trio.sleep(0.05)
 
         async def _http(task_status: trio.TaskStatus[list[str]]) -> None:
-            await hypercorn.trio.serve(app, hconf, shutdown_trigger=_shutdown_trigger, task_status=task_status)
+            from .fast import FastPaths
+
+            await hypercorn.trio.serve(FastPaths(app, rt), hconf, shutdown_trigger=_shutdown_trigger,
+                                       task_status=task_status)
             # Serving has ended gracefully: stop the workers, which store any job
             # still running as QUEUED for the next start.
             work.cancel_scope.cancel()

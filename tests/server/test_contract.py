@@ -165,3 +165,19 @@ async def test_websocket_needs_the_key_too(make_server):
         await ws.send_message(json.dumps({"job_id": doc["id"]}))
         with trio.fail_after(5):
             assert json.loads(await ws.get_message())["type"] == "done"
+
+
+async def test_health_fast_path_keeps_the_contract(make_server):
+    server = await make_server(cors_origins="https://app.example")
+    r = await server.client.get("/health", headers={"Origin": "https://app.example", "X-Request-ID": "r-1"})
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    assert r.headers["X-Request-ID"] == "r-1"
+    assert r.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    head = await server.client.head("/health")
+    assert head.status_code == 200 and head.content == b""
+    assert_error(await server.client.post("/health"), 405, "method_not_allowed")
+    pre = await server.client.options("/health", headers={"Origin": "https://app.example",
+                                                          "Access-Control-Request-Method": "GET"})
+    assert pre.status_code == 200 and pre.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    m = (await server.client.get("/api/metrics")).json()
+    assert m["requests"]["by_route"]["GET /health 200"] >= 1
