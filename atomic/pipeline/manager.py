@@ -47,6 +47,13 @@ class Services:
     async def persist(self, job: Job) -> None:
         await self.store.put(job.document())
 
+    async def persist_soon(self, job: Job) -> None:
+        """Store a stage change with the next group commit, without waiting for it (a
+        crash may lose it: recovery re-queues the job from its last committed state).
+        Still a checkpoint, so a cancel lands in the stage it was asked in."""
+        self.store.put_nowait(job.document())
+        await trio.lowlevel.checkpoint()
+
 
 @dataclass
 class ExecRun:

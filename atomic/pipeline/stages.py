@@ -54,23 +54,23 @@ class Pipeline:
         job.attempts = []
 
         job.enter(State.PARSING)
-        await self.s.persist(job)
+        await self.s.persist_soon(job)
         attempt = Attempt(messages=prompts.messages(req["prompt"], self.lang))
         limits = self._limits()
 
         repairs_left = self.settings.repair_attempts if req.get("execute", True) else 0
         while True:
             job.enter(State.GENERATING)
-            await self.s.persist(job)
+            await self.s.persist_soon(job)
             attempt.answer = await self.generate(attempt.messages)
 
             job.enter(State.PACKAGING)
-            await self.s.persist(job)
+            await self.s.persist_soon(job)
             attempt.files = self.package(attempt.answer)
 
             if req.get("execute", True):
                 job.enter(State.EXECUTING)
-                await self.s.persist(job)
+                await self.s.persist_soon(job)
                 attempt.execution = await self.execute(attempt.files, limits)
                 self._record(attempt)
                 if self._succeeded(attempt.execution) or repairs_left == 0:
@@ -84,7 +84,7 @@ class Pipeline:
             break
 
         job.enter(State.EXPORTING)
-        await self.s.persist(job)
+        await self.s.persist(job)  # awaited: the last point a cancel can still take effect
         await self.export((attempt.files or []) + self.outputs)
 
         if attempt.execution is not None and not self._succeeded(attempt.execution):

@@ -49,7 +49,8 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(_json.encode(body), status=status, headers=headers, content_type="application/json")
 
 
-def error_response(exc: errors.AtomicError) -> Response:
+def error_parts(exc: errors.AtomicError) -> tuple[int, bytes, dict[str, str]]:
+    """The contract's error answer for ``exc``: status, body, extra headers."""
     headers = {}
     if isinstance(exc, errors.QueueFull):
         headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.499)))
@@ -57,7 +58,12 @@ def error_response(exc: errors.AtomicError) -> Response:
         headers["Connection"] = "close"  # the unread body must not be taken for the next request
     if isinstance(exc, errors.Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="atomic"'
-    return json_response({"error": exc.to_dict()}, exc.status, headers)
+    return exc.status, _json.encode({"error": exc.to_dict()}), headers
+
+
+def error_response(exc: errors.AtomicError) -> Response:
+    status, body, headers = error_parts(exc)
+    return Response(body, status=status, headers=headers, content_type="application/json")
 
 
 async def json_body() -> Any:
@@ -67,13 +73,35 @@ async def json_body() -> Any:
         raise errors.UnsupportedMediaType(
             f"the body must be application/json (got {request.mimetype or 'no content type'})"
         )
-    data = await request.get_data(cache=False)
+    return decode_json(await request.get_data(cache=False))
+
+
+def decode_json(data: bytes | str) -> Any:
+    """A request body as JSON, or the contract's 400 ``invalid_json``."""
     if not data:
         raise errors.InvalidJSON("the request body is empty; a JSON object is required")
     try:
         return _decode.decode(data)
     except msgspec.DecodeError as exc:
         raise errors.InvalidJSON(f"the request body is not valid JSON: {exc}") from None
+
+
+async def accept_generate(rt: Runtime, body: Any, wait: bool) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """POST /api/generate after the body is decoded: (status, job document, headers).
+
+    Shared by the Quart route and the ASGI fast path, so both answer alike.
+    """
+    req = reqs.parse_generate(body, supported=supported(rt.sandbox.languages()), wait=wait)
+    if wait:
+        req["wait"] = True
+    rt.sandbox.resolve_limits(req["limits"] or None)  # 422 now, not a failed job later
+    job = await rt.manager.submit(req)
+    headers = {"Location": f"/api/jobs/{job.id}"}
+    if req["wait"]:
+        await job.finished.wait()
+        return 200, job.document(), headers
+    doc, job.accepted = job.accepted or job.document(), None  # not kept for every queued job
+    return 202, doc, headers
 
 
 def bool_arg(name: str) -> bool | None:
@@ -199,16 +227,8 @@ def create_app(rt: Runtime) -> QuartTrio:
     @app.post("/api/generate")
     async def generate() -> Response:
         body = await json_body()
-        wait_q = bool_arg("wait")
-        req = reqs.parse_generate(body, supported=languages(), wait=bool(wait_q))
-        if wait_q:
-            req["wait"] = True
-        rt.sandbox.resolve_limits(req["limits"] or None)  # 422 now, not a failed job later
-        job = await rt.manager.submit(req)
-        if req["wait"]:
-            await job.finished.wait()
-            return json_response(job.document(), 200, {"Location": f"/api/jobs/{job.id}"})
-        return json_response(job.accepted or job.document(), 202, {"Location": f"/api/jobs/{job.id}"})
+        status, doc, headers = await accept_generate(rt, body, bool(bool_arg("wait")))
+        return json_response(doc, status, headers)
 
     @app.get("/api/jobs")
     async def list_jobs() -> Response:

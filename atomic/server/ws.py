@@ -105,7 +105,8 @@ async def _session(rt: Runtime) -> None:
 
     job_id = job.id
     if follow is None:
-        await send({"type": "accepted", "job": job.accepted or job.document()})
+        doc, job.accepted = job.accepted or job.document(), None  # not kept for every queued job
+        await send({"type": "accepted", "job": doc})
 
     async def reader(cancel_scope: trio.CancelScope) -> None:
         while True:

@@ -198,8 +198,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        # No fsync: rename keeps readers from a half archive; durability is the jobs
+        # database's (WAL, synchronous=NORMAL), which does not fsync per commit either.
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -235,7 +235,7 @@ class JobStore:
         finally:
             self._state = "closed"
             with trio.move_on_after(self._cleanup_timeout_s, shield=True):
-                while self._waiters or self._events:
+                while self._waiters or self._rows or self._events:
                     await self._commit_pending()
             self._fail_waiters(StoreError("the jobs database closed before this write"))
             with trio.move_on_after(self._cleanup_timeout_s, shield=True):
@@ -246,7 +246,7 @@ class JobStore:
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
-            if not self._waiters and len(self._events) < EVENT_BATCH:
+            if not self._waiters and not self._rows and len(self._events) < EVENT_BATCH:
                 # Only events so far: let more gather, unless a put arrives or they pile up.
                 with trio.move_on_after(EVENT_FLUSH_S):
                     while not self._waiters and len(self._events) < EVENT_BATCH:
@@ -301,6 +301,23 @@ class JobStore:
         self._waiters.append(waiter)
         self._wake.set()
         await self._wait(waiter)
+
+    def put_nowait(self, doc: dict[str, Any]) -> None:
+        """Queue the whole job document for the next group commit; never waits.
+
+        For progress a crash may lose (the job is recovered from its last committed
+        state): the caller does not wait for the commit it would not act on.
+        """
+        self._check_running()
+        self._rows.append((
+            _text(doc, "id"),
+            _text(doc, "state"),
+            _text(doc, "priority"),
+            _norm_time(doc, "created_at", required=True) or "",
+            _norm_time(doc, "finished_at", required=False),
+            msgspec.json.encode(doc),
+        ))
+        self._wake.set()
 
     def append_event(self, job_id: str, event: dict[str, Any]) -> None:
         """Buffer one event for ``job_id``; written with the next batch. Never waits.

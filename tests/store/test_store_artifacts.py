@@ -150,10 +150,10 @@ async def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     [first] = await store.export(JOB, FILES, ["zip"])
     before = Path(first["path"]).read_bytes()
 
-    def broken_fsync(fd: int) -> None:
+    def broken_replace(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(artifacts_mod.os, "fsync", broken_fsync)
+    monkeypatch.setattr(artifacts_mod.os, "replace", broken_replace)
     with pytest.raises(ArtifactError) as info:
         await store.export(JOB, [("other.py", b"new")], ["zip"])
     assert info.value.code == "export_failed"
