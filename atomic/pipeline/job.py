@@ -14,6 +14,7 @@ import uuid
 from collections import deque
 from datetime import datetime, UTC
 from typing import Any
+from collections.abc import Sequence
 
 import trio
 
@@ -51,6 +52,10 @@ PROGRESS = {
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def empty_usage() -> dict[str, Any]:
+    return {"provider": None, "model": None, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
 
 def new_id() -> str:
@@ -102,7 +107,37 @@ class EventBuffer:
 
 
 class Job:
-    """In-memory state of one job; the store holds its durable copy."""
+    """In-memory state of one job; the store holds its durable copy.
+
+    Slotted, with the per-job lists left as shared empty tuples until something is
+    written (a new list is made then): 100,000 queued jobs must fit in a small heap.
+    """
+
+    __slots__ = (
+        "_stage_t0",
+        "accepted",
+        "artifacts",
+        "attempts",
+        "cancel_requested",
+        "cancel_scope",
+        "created_at",
+        "error",
+        "execution",
+        "files",
+        "finished",
+        "finished_at",
+        "id",
+        "outputs",
+        "progress",
+        "queue_position",
+        "recovered",
+        "request",
+        "stages",
+        "started_at",
+        "state",
+        "usage",
+        "watchers",
+    )
 
     def __init__(self, request: dict[str, Any], *, job_id: str | None = None) -> None:
         self.id = job_id or new_id()
@@ -112,28 +147,30 @@ class Job:
         self.created_at = now_iso()
         self.started_at: str | None = None
         self.finished_at: str | None = None
-        self.stages: list[dict[str, Any]] = []
-        self.files: list[dict[str, Any]] = []
+        self.stages: Sequence[dict[str, Any]] = ()
+        self.files: Sequence[dict[str, Any]] = ()
         self.execution: dict[str, Any] | None = None
-        self.attempts: list[dict[str, Any]] = []
-        self.outputs: list[dict[str, Any]] = []  # files the program wrote (collect: true)
-        self.usage: dict[str, Any] = {
-            "provider": None,
-            "model": None,
-            "prompt_tokens": 0,
-            "completion_tokens": 0,
-            "total_tokens": 0,
-        }
-        self.artifacts: list[dict[str, Any]] = []
+        self.attempts: Sequence[dict[str, Any]] = ()  # one per generate/execute round
+        self.outputs: Sequence[dict[str, Any]] = ()  # files the program wrote (collect: true)
+        self.usage: dict[str, Any] | None = None  # set by GENERATING
+        self.artifacts: Sequence[dict[str, Any]] = ()
         self.error: dict[str, Any] | None = None
         self.recovered = 0  # times this job was re-queued after a restart
         self.queue_position: int | None = None
-        self.accepted: dict[str, Any] | None = None  # the document as first stored
-        self.watchers: set[EventBuffer] = set()
+        self.accepted: dict[str, Any] | None = None  # the document as first stored, until answered
+        self.watchers: set[EventBuffer] | None = None
         self.finished = trio.Event()
         self.cancel_scope: trio.CancelScope | None = None
         self.cancel_requested = False
         self._stage_t0: float | None = None
+
+    def add_attempt(self, record: dict[str, Any]) -> None:
+        self.attempts = [*self.attempts, record]
+
+    def add_watcher(self, buf: EventBuffer) -> None:
+        if self.watchers is None:
+            self.watchers = set()
+        self.watchers.add(buf)
 
     # --- state machine ------------------------------------------------------------------
     def enter(self, state: State) -> None:
@@ -148,7 +185,8 @@ class Job:
         if state in RUNNING:
             if self.started_at is None:
                 self.started_at = stamp
-            self.stages.append({"name": state.value, "started_at": stamp, "finished_at": None, "duration_ms": None})
+            self.stages = [*self.stages, {"name": state.value, "started_at": stamp, "finished_at": None,
+                                          "duration_ms": None}]
             self._stage_t0 = t
         self.state = state
         if state in PROGRESS:
@@ -164,15 +202,16 @@ class Job:
         self.queue_position = None
         self.enter(state)
         self.emit({"type": "done", "job": self.document()})
-        for w in list(self.watchers):
+        for w in list(self.watchers or ()):
             w.close()
         # ``finished`` is set by whoever stores the final document (the manager), so that
         # anyone woken by it reads a stored, final job.
 
     # --- events -------------------------------------------------------------------------
     def emit(self, event: dict[str, Any]) -> None:
-        for w in self.watchers:
-            w.push(event)
+        if self.watchers:
+            for w in self.watchers:
+                w.push(event)
 
     def watch(self) -> EventBuffer:
         buf = EventBuffer()
@@ -180,11 +219,12 @@ class Job:
             buf.push({"type": "done", "job": self.document()})
             buf.close()
         else:
-            self.watchers.add(buf)
+            self.add_watcher(buf)
         return buf
 
     def unwatch(self, buf: EventBuffer) -> None:
-        self.watchers.discard(buf)
+        if self.watchers:
+            self.watchers.discard(buf)
 
     # --- the document ---------------------------------------------------------------------
     def document(self) -> dict[str, Any]:
@@ -203,7 +243,7 @@ class Job:
             "execution": self.execution,
             "attempts": list(self.attempts),
             "outputs": list(self.outputs),
-            "usage": dict(self.usage),
+            "usage": dict(self.usage) if self.usage is not None else empty_usage(),
             "artifacts": [
                 {k: v for k, v in a.items() if k in ("format", "url", "size", "sha256", "filename")}
                 for a in self.artifacts
@@ -226,7 +266,7 @@ class Job:
         job.execution = doc.get("execution")
         job.attempts = list(doc.get("attempts") or [])
         job.outputs = list(doc.get("outputs") or [])
-        job.usage = dict(doc.get("usage") or job.usage)
+        job.usage = dict(doc["usage"]) if doc.get("usage") else None
         job.artifacts = list(doc.get("artifacts") or [])
         job.error = doc.get("error")
         job.recovered = int(doc.get("recovered") or 0)
@@ -235,4 +275,5 @@ class Job:
         return job
 
     def __repr__(self) -> str:
-        return f"<Job {self.id} {self.state.value} progress={self.progress:.2f} watchers={len(self.watchers)}>"
+        return (f"<Job {self.id} {self.state.value} progress={self.progress:.2f} "
+                f"watchers={len(self.watchers or ())}>")

@@ -106,7 +106,7 @@ class JobManager:
             raise errors.ShuttingDown("the server is shutting down and takes no new jobs")
         job = Job(request)
         if watcher is not None:
-            job.watchers.add(watcher)
+            job.add_watcher(watcher)
         self.queue.put_nowait(job.id, request.get("priority", "normal"))  # raises QueueFull
         self.active[job.id] = job
         job.queue_position = self.queue.position(job.id)
@@ -218,7 +218,7 @@ class JobManager:
             interrupted_in = job.state.value
             self._reset(job)
             job.recovered += 1
-            job.attempts.append({"interrupted": True, "stage": interrupted_in})
+            job.add_attempt({"interrupted": True, "stage": interrupted_in})
             self.queue.put_nowait(job.id, job.request.get("priority", "normal"), force=True)
             self.active[job.id] = job
             await self.s.persist(job)
@@ -232,10 +232,10 @@ class JobManager:
         job.state = State.QUEUED
         job.progress = 0.0
         job.started_at = None
-        job.stages = []
-        job.files = []
+        job.stages = ()
+        job.files = ()
         job.execution = None
-        job.artifacts = []
+        job.artifacts = ()
         job.error = None
 
     async def _sweeper(self) -> None:
@@ -336,7 +336,7 @@ class JobManager:
             else:
                 interrupted_in = job.state.value
                 self._reset(job)
-                job.attempts.append({"interrupted": True, "stage": interrupted_in})
+                job.add_attempt({"interrupted": True, "stage": interrupted_in})
                 with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
                     await self.s.persist(job)
             raise

@@ -19,7 +19,7 @@ import trio
 from .. import errors
 from ..errors import JobFailed
 from . import prompt as prompts
-from .job import Job, State
+from .job import Job, State, empty_usage
 from .languages import LANGUAGES, Language
 
 if TYPE_CHECKING:
@@ -51,7 +51,6 @@ class Pipeline:
     async def run(self) -> None:
         job = self.job
         req = job.request
-        job.attempts = []
 
         job.enter(State.PARSING)
         await self.s.persist_soon(job)
@@ -92,7 +91,7 @@ class Pipeline:
             how = f"exit code {ex['exit_code']}" if ex["termination"] == "exited" else ex["termination"]
             raise JobFailed(
                 f"the generated program failed in the sandbox ({how}) after "
-                f"{len(job.attempts)} attempt(s)",
+                f"{self._rounds()} attempt(s)",
                 code="program_failed",
                 stage=State.EXECUTING.value,
             )
@@ -142,6 +141,8 @@ class Pipeline:
             except errors.AtomicError as exc:
                 raise JobFailed(str(exc), code=exc.code, stage=State.GENERATING.value) from None
         usage = done.get("usage") or {}
+        if job.usage is None:
+            job.usage = empty_usage()
         u = job.usage
         u["provider"] = done.get("provider")
         u["model"] = done.get("model")
@@ -163,7 +164,8 @@ class Pipeline:
                 "the model's answer contained no program", code="no_code", stage=State.PACKAGING.value
             )
         files: list[tuple[str, bytes]] = []
-        job.files = []
+        records: list[dict[str, Any]] = []
+        job.files = records
         for f in extracted:
             try:
                 path = validate_path(f.path)
@@ -172,7 +174,7 @@ class Pipeline:
                 continue
             data = f.content.encode()
             files.append((path, data))
-            job.files.append({"path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+            records.append({"path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
             job.emit({"type": "file", "path": path, "size": len(data)})
         if not files or self.lang.entrypoint not in {p for p, _ in files}:
             raise JobFailed(
@@ -216,10 +218,14 @@ class Pipeline:
     def _succeeded(execution: dict[str, Any]) -> bool:
         return execution.get("termination") == "exited" and execution.get("exit_code") == 0
 
+    def _rounds(self) -> int:
+        """Generate/execute rounds so far (restart markers in ``attempts`` not counted)."""
+        return sum(1 for a in self.job.attempts if "attempt" in a)
+
     def _record(self, attempt: Attempt) -> None:
-        self.job.attempts.append(
+        self.job.add_attempt(
             {
-                "attempt": len(self.job.attempts) + 1,
+                "attempt": self._rounds() + 1,
                 "files": [dict(f) for f in self.job.files],
                 "execution": attempt.execution,
             }
