@@ -194,6 +194,9 @@ class JobManager:
             job.cancel_scope.cancel()
         with trio.move_on_after(self.settings.cleanup_timeout_s + 1):
             await job.finished.wait()
+        if job.state.terminal and job.state != State.CANCELLED:
+            # It ended on its own before the cancel could take effect.
+            raise errors.JobFinished(f"job {job_id} ended ({job.state.value}) before it could be cancelled")
         return job.document()
 
     # --- recovery and retention ---------------------------------------------------------

@@ -83,7 +83,7 @@ class Pipeline:
             break
 
         job.enter(State.EXPORTING)
-        await self.s.persist(job)  # awaited: the last point a cancel can still take effect
+        await self.s.persist_soon(job)
         await self.export((attempt.files or []) + self.outputs)
 
         if attempt.execution is not None and not self._succeeded(attempt.execution):
@@ -200,12 +200,16 @@ class Pipeline:
         collect = bool(job.request.get("collect"))
         spec = RunSpec(files=files, command=self.lang.command(), stdin=b"", limits=limits, job_id=job.id,
                        collect=collect)
+        t0 = trio.current_time()
         try:
             result = await self.s.sandbox.execute(spec, on_output=on_output)
         except errors.SandboxError as exc:
             raise JobFailed(str(exc), code=exc.code, stage=State.EXECUTING.value) from None
         self.s.metrics.sandbox_run(result.termination)
         record = result.to_dict()
+        # The whole sandbox call (Docker's API round trips included), beside the
+        # program's own duration_ms: what is left of EXECUTING is Atomic's.
+        record["sandbox_ms"] = round((trio.current_time() - t0) * 1000, 3)
         job.execution = record
         # What the program wrote into its workspace goes into the artifacts, under output/.
         self.outputs = [(f"output/{path}", data) for path, data in (result.files_out or [])]

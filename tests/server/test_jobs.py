@@ -179,6 +179,7 @@ async def test_files_the_program_writes_are_collected_into_the_artifacts(make_se
 
 import pytest  # noqa: E402
 
+from atomic.errors import JobFinished  # noqa: E402
 from atomic.pipeline.job import EventBuffer  # noqa: E402
 
 
@@ -197,7 +198,14 @@ async def test_cancel_in_every_running_state(make_server, docker_client, state):
             if any(e["type"] == "state" and e["state"] == state for e in events):
                 break
     t0 = trio.current_time()
-    doc = await manager.cancel(job.id)
+    try:
+        doc = await manager.cancel(job.id)
+    except JobFinished:
+        # EXPORTING is the last stage: the job may finish before the cancel lands, and
+        # then the answer is 409, never a COMPLETE document passed off as cancelled.
+        assert state == "EXPORTING"
+        assert (await server.rt.store.get(job.id))["state"] == "COMPLETE"
+        return
     took = trio.current_time() - t0
     assert doc["state"] == "CANCELLED"
     # Cancellation takes effect at the job's next checkpoint: in that stage, or (when the
