@@ -73,6 +73,10 @@ def _wrapper(command: list[str], limits: Limits) -> list[str]:
 _FORK_MARKERS = ("Resource temporarily unavailable", "BlockingIOError", "fork: retry", "Cannot fork")
 _POLL_S = 0.1
 _MAX_BACKOFF_S = 30.0
+# The warm pool refills only after this long without a run starting. Under a steady
+# stream of runs a refill costs the engine as much as a cold start and competes with the
+# runs themselves; the pool pays off when work comes in bursts after a pause.
+_REFILL_QUIET_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,7 @@ class SandboxController:
         self._available = False
         self._reason: str | None = "not checked yet"
         self._first_probe = trio.Event()  # set once Docker has been asked at least once
+        self._last_start = -math.inf  # when the latest run started (trio clock)
         self._languages: list[str] = []
         self._last_probe = -math.inf
         self._pool = WarmPool(settings.warm_pool_size, default_limits(settings))
@@ -436,6 +441,10 @@ class SandboxController:
     async def _fill_loop(self, nursery: trio.Nursery) -> None:
         while True:
             if self._available:
+                quiet = self._last_start + _REFILL_QUIET_S - trio.current_time()
+                if quiet > 0:
+                    await trio.sleep(quiet)
+                    continue
                 for _ in range(self._pool.to_create()):
                     nursery.start_soon(self._make_warm)
             await self._pool.wait_changed()
@@ -581,6 +590,7 @@ class SandboxController:
         await self._require_available()
 
         sb = self._pool.take_nowait(limits)
+        self._last_start = trio.current_time()
         self._active += 1
         termination = "error"
         try:
