@@ -63,6 +63,7 @@ class AgentServer:
         self.connections_total = 0
         self.active_generations = 0
         self.generations = 0
+        self.facts_version = 0
         self.cancelled = 0
         self.protocol_errors = 0
 
@@ -83,7 +84,8 @@ class AgentServer:
         )
 
     def facts(self) -> dict[str, Any]:
-        """What ``hello`` and ``pong`` tell the client."""
+        """What ``hello`` and ``pong`` tell the client. ``facts_version`` rises whenever
+        they may have changed, so a pong repeats them only when they did."""
         return {
             "version": __version__,
             "protocol": m.PROTOCOL_VERSION,
@@ -114,6 +116,7 @@ class _Session:
         self.server = server
         self.conn = conn
         self.active: dict[int, trio.CancelScope] = {}
+        self.facts_sent = -1  # the facts_version this client last got
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -162,8 +165,13 @@ class _Session:
             if running is not None:  # else it has already ended: its terminal frame is sent
                 running.cancel()
         elif kind == m.PING:
-            await self.conn.send({"type": m.PONG, "id": m.request_id(msg), **self.server.facts()})
+            pong: dict[str, Any] = {"type": m.PONG, "id": m.request_id(msg)}
+            if self.facts_sent != self.server.facts_version:  # the client keeps what it got
+                self.facts_sent = self.server.facts_version
+                pong.update(self.server.facts())
+            await self.conn.send(pong)
         elif kind == m.HELLO:
+            self.facts_sent = self.server.facts_version
             await self.conn.send({"type": m.HELLO, **self.server.facts()})
         else:
             raise RemoteProtocolError(f"unknown message type {kind!r}")
@@ -205,6 +213,7 @@ class _Session:
                 }
         finally:
             server.active_generations -= 1
+            server.facts_version += 1  # usage totals moved
             del self.active[rid]
         if reply is not None:
             try:
@@ -327,6 +336,7 @@ async def reload_providers(server: AgentServer, settings: Settings, env_at_start
     )
     built.pop("local", None)
     names = await server.router.replace(built)
+    server.facts_version += 1
     env_at_start.clear()
     env_at_start.update(fresh_env)
     log.info("reload: provider variables changed: %s; rebuilt providers: %s",
