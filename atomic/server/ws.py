@@ -90,7 +90,13 @@ async def _session(rt: Runtime) -> None:
                     raise errors.ValidationError("job_id", "expected a string")
         if follow is not None:
             job = await rt.manager.job(follow)
-            buf = job.watch()
+            if job.state.terminal:
+                buf = job.watch()  # its done, at once
+            else:
+                # A follower first learns where the job is, then sees it move on.
+                buf = EventBuffer()
+                buf.push({"type": "state", "state": job.state.value, "progress": round(job.progress, 4)})
+                job.add_watcher(buf)
         else:
             req = reqs.parse_generate(first, supported=supported(rt.sandbox.languages()))
             rt.sandbox.resolve_limits(req["limits"] or None)

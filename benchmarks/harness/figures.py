@@ -492,8 +492,13 @@ def _check(events: list[dict[str, Any]], starter: bool, close: int | None) -> st
         if states != STATES_NO_EXEC:
             return f"states {states}"
     else:
-        # A follower sees the states from when it joined: a tail of the sequence.
-        if states and states != STATES_NO_EXEC[-len(states):]:
+        # A follower first gets the state the job is in (QUEUED included), then the
+        # states from there: a tail of the whole sequence.
+        # (A job already finished when followed yields its done at once.)
+        whole = ["QUEUED", *STATES_NO_EXEC]
+        if events[0]["type"] not in ("state", "done"):
+            return f"first event {events[0]['type']}"
+        if states and states != whole[-len(states):]:
             return f"states {states}"
         if events[-1]["job"]["state"] != "COMPLETE":
             return f"job ended {events[-1]['job']['state']}"

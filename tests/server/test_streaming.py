@@ -63,3 +63,17 @@ async def test_shutdown_closes_websockets_with_1001(make_server):
         server.rt.shutdown.set()
         _events, code = await collect(ws, limit=20)
     assert code == 1001
+
+
+async def test_following_a_running_job_starts_with_its_state(make_server):
+    server = await make_server(rate=20.0)
+    doc = (await server.client.post("/api/generate", json={"prompt": "x", "execute": False})).json()
+    with trio.fail_after(20):
+        while (await server.client.get(f"/api/jobs/{doc['id']}")).json()["state"] != "GENERATING":
+            await trio.sleep(0.02)
+    async with open_websocket_url(server.ws_url + f"?job_id={doc['id']}") as ws:
+        events, code = await collect(ws)
+    assert code == 1000
+    assert events[0]["type"] == "state" and events[0]["state"] == "GENERATING" and events[0]["seq"] == 1
+    assert [e["state"] for e in events if e["type"] == "state"][1:] == ["PACKAGING", "EXPORTING", "COMPLETE"]
+    assert events[-1]["type"] == "done" and events[-1]["job"]["state"] == "COMPLETE"
