@@ -163,6 +163,19 @@ def finish_reason(raw: str | None) -> str:
     return raw
 
 
+def cleanup_bound(settings: Any, given: float | None) -> float:
+    """Seconds a provider's shielded cleanup may take: ``given``, else the settings', else
+    config's default (the one place that default lives)."""
+    if given is not None:
+        return given
+    configured = getattr(settings, "cleanup_timeout_s", None)
+    if configured is not None:
+        return float(configured)
+    from ...config import Settings
+
+    return Settings.cleanup_timeout_s
+
+
 def resolve_model(
     request: ProviderRequest, env_model: str | None, settings: Any, provider: str, fallback: str
 ) -> str:

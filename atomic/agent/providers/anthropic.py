@@ -53,9 +53,7 @@ class AnthropicProvider:
         self._env_model = model
         self._settings = settings
         self._http_client = http_client
-        self._cleanup_timeout: float = (
-            cleanup_timeout if cleanup_timeout is not None else getattr(settings, "cleanup_timeout_s", 10.0)
-        )
+        self._cleanup_timeout = _http.cleanup_bound(settings, cleanup_timeout)
         self._client: anthropic.AsyncAnthropic | None = None
 
     @property

@@ -128,9 +128,7 @@ class BedrockProvider:
         self._has_credentials = has_credentials or session is not None
         self._settings = settings
         self._session = session
-        self._cleanup_timeout: float = (
-            cleanup_timeout if cleanup_timeout is not None else getattr(settings, "cleanup_timeout_s", 10.0)
-        )
+        self._cleanup_timeout = _http.cleanup_bound(settings, cleanup_timeout)
         self._client: Any = None
         self._client_lock = trio.Lock()
 

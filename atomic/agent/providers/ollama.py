@@ -64,9 +64,7 @@ class OllamaProvider:
         self._settings = settings
         self._own_client = http_client is None
         self._http_client = http_client
-        self._cleanup_timeout: float = (
-            cleanup_timeout if cleanup_timeout is not None else getattr(settings, "cleanup_timeout_s", 10.0)
-        )
+        self._cleanup_timeout = _http.cleanup_bound(settings, cleanup_timeout)
 
     def default_model(self) -> str:
         return _http.resolve_model(
