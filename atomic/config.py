@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from .errors import ConfigError
 
@@ -145,9 +145,6 @@ class Settings:
     )
     retention_days: float = field(
         default=30.0, metadata=_meta("finished jobs older than this are pruned (0: keep)", "float>=0")
-    )
-    ws_buffer: int = field(
-        default=256, metadata=_meta("events buffered per WebSocket client", "int>0")
     )
 
     # ------------------------------------------------------------------------------
@@ -363,5 +360,3 @@ def reference() -> list[tuple[str, str, str]]:
         rows.append((env_name(f.name), "" if default is None else str(default), f.metadata["doc"]))
     return rows
 
-
-Loader = Callable[..., Settings]

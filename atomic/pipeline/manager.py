@@ -15,7 +15,6 @@ period, then are cancelled and stored as QUEUED, to be picked up by the next sta
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -385,8 +384,5 @@ def _only_cancelled(exc: BaseException) -> bool:
     return False
 
 
-def retry_after_header(exc: errors.QueueFull) -> str:
-    return str(max(1, math.ceil(exc.retry_after)))
 
-
-__all__ = ["TERMINAL", "JobManager", "Services", "retry_after_header"]
+__all__ = ["TERMINAL", "JobManager", "Services"]
