@@ -1,14 +1,15 @@
 """Docker sandbox: run generated programs confined, from Trio.
 
-See :mod:`atomic.sandbox.controller` for how a run works and :mod:`atomic.sandbox.limits`
-for what confines it.
+See :mod:`atomic.sandbox.controller` for how a run works, :mod:`atomic.sandbox.run` for
+how one is supervised and judged, and :mod:`atomic.sandbox.limits` for what confines it.
 """
 
-from .controller import TERMINATIONS, ExecutionResult, RunSpec, SandboxController, SandboxStatistics
+from .controller import SandboxController, SandboxStatistics
 from .image import build_image
 from .limits import Limits, resolve_limits
 from .paths import validate_path
 from .reaper import reap
+from .run import TERMINATIONS, ExecutionResult, RunSpec
 
 __all__ = [
     "TERMINATIONS",

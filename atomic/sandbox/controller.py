@@ -10,26 +10,27 @@ Either way the program is ``sh -c 'cp inputs to /workspace && exec "$@" < /atomi
 as uid 10001: the inputs come through a read-only bind mount of a per-run host
 directory, the workspace is a size-limited tmpfs (see :mod:`.limits`). The wall clock,
 the output caps and cancellation are enforced from the Trio side by killing the whole
-container; every container is removed afterwards, shielded and bounded.
+container (:mod:`.run` supervises one run and names how it ended); every container is
+removed afterwards, shielded and bounded.
 
-Every Docker SDK call runs in a worker thread under one ``CapacityLimiter``; only calls
-without side effects are abandoned on cancellation. Docker's exceptions are translated
-into :class:`~atomic.errors.SandboxError` / :class:`~atomic.errors.SandboxUnavailable`
-here, and nowhere else.
+This module holds the controller's side: the service (health, reaping, the warm pool),
+creating and removing containers, and choosing how each run goes. Every Docker SDK
+call runs in a worker thread under one ``CapacityLimiter``; only calls without side
+effects are abandoned on cancellation. Docker's exceptions are translated into
+:class:`~atomic.errors.SandboxError` / :class:`~atomic.errors.SandboxUnavailable` as
+they leave that thread (see :mod:`.engine`), and nowhere else in the server.
 """
 
 from __future__ import annotations
 
-import codecs
 import functools
 import logging
 import math
 import os
 import secrets
-import socket
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import trio
@@ -37,80 +38,31 @@ import trio
 from ..config import Settings
 from ..errors import SandboxError, SandboxUnavailable, ValidationError
 from . import paths, reaper
+from .engine import open_client, translate
 from .image import languages_from_labels
-from .limits import (
-    INPUT_MOUNT,
-    MIB,
-    USER,
-    WORKSPACE,
-    Limits,
-    cpu_seconds,
-    default_limits,
-    host_config_kwargs,
-    resolve_limits,
-)
+from .limits import MIB, USER, WORKSPACE, Limits, default_limits, host_config_kwargs, resolve_limits
 from .pool import PoolStatistics, Sandbox, WarmPool
+from .run import (
+    TERMINATIONS,
+    ExecutionResult,
+    OnOutput,
+    RunSpec,
+    cgroup_counters,
+    prepare_stream,
+    shutdown,
+    supervise,
+    verdict,
+    wrapper,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TERMINATIONS = ("exited", "timeout", "oom", "pids", "output_limit", "cancelled", "error")
-OnOutput = Callable[[str, str], None]
-
-
-def _wrapper(command: list[str], limits: Limits) -> list[str]:
-    """Lower RLIMIT_CPU to the run's, copy the inputs into the tmpfs workspace, then
-    become the program, reading the stdin file."""
-    script = (
-        f"ulimit -t {cpu_seconds(limits.timeout_s, limits.cpus)} && "
-        f"cp -R --preserve=mode,timestamps {INPUT_MOUNT}/files/. {WORKSPACE}/ && "
-        f'exec "$@" < {INPUT_MOUNT}/stdin'
-    )
-    return ["sh", "-c", script, "sh", *command]
-
-# What a process prints when fork/clone fails with EAGAIN (pids limit), when no cgroup
-# counter can tell us.
-_FORK_MARKERS = ("Resource temporarily unavailable", "BlockingIOError", "fork: retry", "Cannot fork")
-_POLL_S = 0.1
 _MAX_BACKOFF_S = 30.0
 # The warm pool refills only after this long without a run starting. Under a steady
 # stream of runs a refill costs the engine as much as a cold start and competes with the
 # runs themselves; the pool pays off when work comes in bursts after a pause.
 _REFILL_QUIET_S = 0.25
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One program run. ``limits=None`` means the server defaults."""
-
-    files: list[tuple[str, bytes]]
-    command: list[str]
-    stdin: bytes = b""
-    limits: Limits | None = None
-    job_id: str | None = None
-    collect: bool = False
-
-
-@dataclass(frozen=True)
-class ExecutionResult:
-    exit_code: int | None
-    stdout: str
-    stderr: str
-    duration_ms: float
-    termination: str
-    truncated: bool
-    files_out: list[tuple[str, bytes]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The contract's execution record."""
-        return {
-            "exit_code": self.exit_code,
-            "stdout": self.stdout,
-            "stderr": self.stderr,
-            "duration_ms": round(self.duration_ms, 3),
-            "termination": self.termination,
-            "truncated": self.truncated,
-        }
 
 
 @dataclass(frozen=True)
@@ -130,42 +82,6 @@ class SandboxStatistics:
     pool: PoolStatistics
 
 
-def open_client(docker_url: str | None, timeout: float = 300.0) -> Any:
-    """A ``docker.DockerClient`` (blocking: call it in a thread). Raises SandboxUnavailable."""
-    import docker
-
-    try:
-        if docker_url:
-            client = docker.DockerClient(base_url=docker_url, timeout=int(timeout), max_pool_size=64)
-        else:
-            client = docker.from_env(timeout=int(timeout), max_pool_size=64)
-        client.api.ping()
-        return client
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the engine
-        raise _translate(exc) from None
-
-
-def _translate(exc: BaseException, image: str | None = None) -> SandboxError:
-    """Docker's exceptions (and the transport's) as ours."""
-    import docker.errors
-    import requests.exceptions
-
-    if isinstance(exc, SandboxError):
-        return exc
-    if isinstance(exc, docker.errors.ImageNotFound) or (
-        isinstance(exc, docker.errors.NotFound) and image and image in str(exc)
-    ):
-        return SandboxUnavailable(f"sandbox image {image} is missing; run `atomic sandbox build-image`")
-    if isinstance(exc, docker.errors.APIError):
-        return SandboxError(f"Docker engine error: {exc.explanation or exc}")
-    if isinstance(
-        exc, (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError, docker.errors.DockerException)
-    ):
-        return SandboxUnavailable(f"Docker engine not reachable: {exc}")
-    if isinstance(exc, (requests.exceptions.RequestException, OSError)):
-        return SandboxError(f"Docker engine request failed: {exc}")
-    return SandboxError(f"Docker SDK failure: {exc!r}")
-
 
 def _is_cancellation(exc: BaseException) -> bool:
     if isinstance(exc, trio.Cancelled):
@@ -173,93 +89,6 @@ def _is_cancellation(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return exc.subgroup(lambda e: isinstance(e, trio.Cancelled)) is not None
     return False
-
-
-def _raw_socket(sock: Any) -> socket.socket | None:
-    raw = getattr(sock, "_sock", sock)
-    return raw if isinstance(raw, socket.socket) else None
-
-
-def _prepare_stream(sock: Any) -> Any:
-    # The SDK leaves the client's read timeout on hijacked sockets: a quiet program would
-    # look finished. The wall clock is ours, so reads block until the engine closes.
-    for s in (sock, getattr(sock, "_sock", None)):
-        if s is not None and hasattr(s, "settimeout"):
-            s.settimeout(None)
-    return sock
-
-
-def _shutdown(sock: Any) -> None:
-    raw = _raw_socket(sock)
-    try:
-        if raw is not None:
-            raw.shutdown(socket.SHUT_RDWR)
-        sock.close()
-    except OSError:
-        pass
-
-
-def _cgroup_counters(container_id: str) -> tuple[int, int] | None:
-    """(oom kills, fork failures at the pids limit) from the host's cgroupfs, if visible."""
-    base = "/sys/fs/cgroup"
-    dirs = (f"docker/{container_id}", f"system.slice/docker-{container_id}.scope")
-    found = False
-    oom = pids = 0
-    for d in dirs:
-        for path, key in (
-            (f"{base}/memory/{d}/memory.oom_control", "oom_kill"),
-            (f"{base}/{d}/memory.events", "oom_kill"),
-            (f"{base}/pids/{d}/pids.events", "max"),
-            (f"{base}/{d}/pids.events", "max"),
-        ):
-            try:
-                with open(path) as fh:
-                    text = fh.read()
-            except OSError:
-                continue
-            found = True
-            for line in text.splitlines():
-                k, _, v = line.partition(" ")
-                if k == key and v.strip().isdigit():
-                    if key == "oom_kill":
-                        oom = max(oom, int(v))
-                    else:
-                        pids = max(pids, int(v))
-    return (oom, pids) if found else None
-
-
-class _Output:
-    """Both streams of one run: capped buffers, live decoding, the limit trip-wire."""
-
-    def __init__(self, limit: int, on_output: OnOutput | None, wake: Callable[[], None]) -> None:
-        self.limit = limit
-        self.on_output = on_output
-        self.buf = {"stdout": bytearray(), "stderr": bytearray()}
-        self.dec = {k: codecs.getincrementaldecoder("utf-8")(errors="replace") for k in self.buf}
-        self.truncated = False
-        self._wake = wake
-
-    def feed(self, stream_id: int, data: bytes) -> None:
-        """Called in Trio (from the reader thread) for every frame."""
-        name = "stderr" if stream_id == 2 else "stdout"
-        buf = self.buf[name]
-        room = self.limit - len(buf)
-        if len(data) > room:
-            data = data[: max(room, 0)]
-            if not self.truncated:
-                self.truncated = True
-                self._wake()
-        if not data:
-            return
-        buf += data
-        if self.on_output is not None:
-            text = self.dec[name].decode(data)
-            if text:
-                self.on_output(name, text)
-
-    def text(self, name: str) -> str:
-        # Not final: a multibyte character cut by the cap is dropped, not mangled.
-        return codecs.getincrementaldecoder("utf-8")(errors="replace").decode(bytes(self.buf[name]))
 
 
 class SandboxController:
@@ -346,7 +175,7 @@ class SandboxController:
         try:
             return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter, abandon_on_cancel=abandon)
         except Exception as exc:  # noqa: BLE001 - translated at this boundary
-            err = _translate(exc, self._settings.sandbox_image)
+            err = translate(exc, self._settings.sandbox_image)
             if isinstance(err, SandboxUnavailable):
                 self._mark_unavailable(err.message)
             else:
@@ -599,8 +428,8 @@ class SandboxController:
                     sb = await self._create_sleeper(limits, spec.job_id, warm=False)
                 result = await self._run_exec(sb, spec, files, limits, on_output)
             else:
-                wrapper = _wrapper(spec.command, limits)
-                sb = await self._new_sandbox(limits, spec.job_id, wrapper, "run", warm=False)
+                command = wrapper(spec.command, limits)
+                sb = await self._new_sandbox(limits, spec.job_id, command, "run", warm=False)
                 result = await self._run_direct(sb, spec, files, limits, on_output)
             termination = result.termination
             return result
@@ -625,7 +454,7 @@ class SandboxController:
         await trio.to_thread.run_sync(paths.write_inputs, sb.run_dir, files, bytes(spec.stdin), limiter=self._limiter)
         api = self._api()
         params = {"stdout": 1, "stderr": 1, "stream": 1, "logs": 0}
-        sock = _prepare_stream(await self._call(api.attach_socket, sb.container_id, params))
+        sock = prepare_stream(await self._call(api.attach_socket, sb.container_id, params))
 
         async def exit_code() -> int | None:
             # Side-effect free, so abandoned if the deadline passes first.
@@ -635,23 +464,25 @@ class SandboxController:
         t0 = time.perf_counter()
         try:
             await self._call(api.start, sb.container_id)
-            out, killed, counters, code = await self._supervise(sb, sock, limits, on_output, exit_code)
+            out, killed, counters, code = await supervise(
+                sb, sock, limits, on_output, exit_code, self._kill, settings=self._settings, readers=self._readers
+            )
         finally:
-            _shutdown(sock)
+            shutdown(sock)
         duration = (time.perf_counter() - t0) * 1000
         oom = bool(counters and counters[0])
         if not oom and code is not None and code >= 128:
             state = await self._call(api.inspect_container, sb.container_id, abandon=True)
             oom = bool(state["State"].get("OOMKilled"))
         # The cgroup is gone once the container exits: stderr is the fallback witness.
-        return self._verdict(code, out, killed, oom, counters, duration, [], final_counters=False)
+        return verdict(code, out, killed, oom, counters, duration, [], final_counters=False)
 
     async def _run_exec(
         self, sb: Sandbox, spec: RunSpec, files: list[tuple[str, bytes]], limits: Limits, on_output: OnOutput | None
     ) -> ExecutionResult:
         await trio.to_thread.run_sync(paths.write_inputs, sb.run_dir, files, bytes(spec.stdin), limiter=self._limiter)
         api = self._api()
-        cmd = _wrapper(spec.command, limits)
+        cmd = wrapper(spec.command, limits)
         create = functools.partial(api.exec_create, sb.container_id, cmd, user=USER, workdir=WORKSPACE)
         exec_id = (await self._call(create))["Id"]
 
@@ -664,13 +495,15 @@ class SandboxController:
                 await trio.sleep(0.02)
 
         t0 = time.perf_counter()
-        sock = _prepare_stream(await self._call(lambda: api.exec_start(exec_id, socket=True)))
+        sock = prepare_stream(await self._call(lambda: api.exec_start(exec_id, socket=True)))
         try:
-            out, killed, counters, code = await self._supervise(sb, sock, limits, on_output, exit_code)
+            out, killed, counters, code = await supervise(
+                sb, sock, limits, on_output, exit_code, self._kill, settings=self._settings, readers=self._readers
+            )
         finally:
-            _shutdown(sock)
+            shutdown(sock)
         duration = (time.perf_counter() - t0) * 1000
-        final = _cgroup_counters(sb.container_id) if killed is None else None
+        final = cgroup_counters(sb.container_id) if killed is None else None
         counters = final if final is not None else counters
         oom = bool(counters and counters[0])
         if not oom and killed is None and counters is None and code is not None and code >= 128:
@@ -681,7 +514,7 @@ class SandboxController:
         files_out: list[tuple[str, bytes]] = []
         if spec.collect and killed is None and not oom:
             files_out = await self._collect(sb, dict(files))
-        return self._verdict(code, out, killed, oom, counters, duration, files_out, final_counters=final is not None)
+        return verdict(code, out, killed, oom, counters, duration, files_out, final_counters=final is not None)
 
     async def _collect(self, sb: Sandbox, inputs: dict[str, bytes]) -> list[tuple[str, bytes]]:
         """What the program left in the workspace: regular files only, never followed links."""
@@ -691,7 +524,7 @@ class SandboxController:
         cap = self._settings.disk_mb * MIB
         tar = ["tar", "-C", WORKSPACE, "-cf", "-", "."]
         exec_id = (await self._call(functools.partial(api.exec_create, sb.container_id, tar, user=USER)))["Id"]
-        sock = _prepare_stream(await self._call(lambda: api.exec_start(exec_id, socket=True)))
+        sock = prepare_stream(await self._call(lambda: api.exec_start(exec_id, socket=True)))
 
         def read_all() -> bytes:
             from docker.utils.socket import frames_iter
@@ -707,116 +540,10 @@ class SandboxController:
         except OSError as exc:
             raise SandboxError(f"collecting the workspace failed: {exc}") from None
         finally:
-            _shutdown(sock)
+            shutdown(sock)
         try:
             files_out, _ = paths.read_tar_files(io.BytesIO(blob), inputs, cap)
         except Exception as exc:  # noqa: BLE001 - a torn archive (workspace still changing)
             log.warning("workspace archive unreadable: %s", exc)
             return []
         return files_out
-
-    async def _supervise(
-        self,
-        sb: Sandbox,
-        sock: Any,
-        limits: Limits,
-        on_output: OnOutput | None,
-        exit_code: Callable[[], Awaitable[int | None]],
-    ) -> tuple[_Output, str | None, tuple[int, int] | None, int | None]:
-        """Pump output until the program ends; kill it on timeout or on the output cap.
-
-        Returns the output, why we killed it (``timeout``, ``output_limit`` or None), the
-        last cgroup counters seen (None when the host's cgroupfs is not visible) and the
-        exit code (None when we killed it).
-        """
-        from docker.utils.socket import frames_iter
-
-        wake = trio.Event()
-        out = _Output(self._settings.output_limit_bytes, on_output, wake.set)
-        counters: tuple[int, int] | None = None
-        code: int | None = None
-
-        def pump() -> None:
-            try:
-                for stream_id, data in frames_iter(sock, tty=False):
-                    trio.from_thread.run_sync(out.feed, stream_id, data)
-            except (OSError, trio.RunFinishedError):
-                pass  # the socket was shut under us: the run is over
-
-        async def read(done: trio.Event) -> None:
-            try:
-                await trio.to_thread.run_sync(pump, limiter=self._readers, abandon_on_cancel=True)
-            finally:
-                done.set()
-                wake.set()
-
-        async def watch() -> None:
-            nonlocal counters
-            while True:
-                seen = _cgroup_counters(sb.container_id)
-                if seen is not None:
-                    counters = seen
-                await trio.sleep(_POLL_S)
-
-        killed: str | None = None
-        async with trio.open_nursery() as nursery:
-            done = trio.Event()
-            nursery.start_soon(read, done)
-            nursery.start_soon(watch)
-            with trio.move_on_after(limits.timeout_s) as deadline:
-                await wake.wait()
-                if not out.truncated:
-                    code = await exit_code()
-            if deadline.cancelled_caught:
-                killed = "timeout"
-            elif out.truncated:
-                killed = "output_limit"
-            if killed is not None:
-                seen = _cgroup_counters(sb.container_id)
-                counters = seen if seen is not None else counters
-                await self._kill(sb)
-                code = None
-            with trio.move_on_after(self._settings.cleanup_timeout_s):
-                await done.wait()
-            _shutdown(sock)
-            nursery.cancel_scope.cancel()
-        return out, killed, counters, code
-
-    def _verdict(
-        self,
-        code: int | None,
-        out: _Output,
-        killed: str | None,
-        oom: bool,
-        counters: tuple[int, int] | None,
-        duration_ms: float,
-        files_out: list[tuple[str, bytes]],
-        *,
-        final_counters: bool,
-    ) -> ExecutionResult:
-        stdout, stderr = out.text("stdout"), out.text("stderr")
-        pids = bool(counters and counters[1])
-        if not pids and not final_counters and any(m in stderr for m in _FORK_MARKERS):
-            pids = True
-        # Fork failures at the pids limit name the cause even when the swarm of processes
-        # then also exhausted memory: a fork bomb is reported as pids, a memory bomb
-        # (which never reaches the pids limit) as oom.
-        if pids:
-            termination = "pids"
-        elif oom:
-            termination = "oom"
-        elif killed is not None:
-            termination = killed
-        elif code is None or code < 0:
-            termination = "error"
-        else:
-            termination = "exited"
-        return ExecutionResult(
-            exit_code=code,
-            stdout=stdout,
-            stderr=stderr,
-            duration_ms=duration_ms,
-            termination=termination,
-            truncated=out.truncated,
-            files_out=files_out,
-        )

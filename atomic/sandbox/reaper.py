@@ -16,6 +16,7 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from ..config import Settings
+from .engine import open_client, translate
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +138,6 @@ def reap(settings: Settings, *, docker_url: str | None = None) -> int:
     Blocking (for the CLI). Raises :class:`~atomic.errors.SandboxUnavailable` when the
     engine cannot be reached.
     """
-    from .controller import open_client
-
     client = open_client(docker_url)
     try:
         # A separate process cannot know what a live server uses: only the dead are reaped.
@@ -147,8 +146,6 @@ def reap(settings: Settings, *, docker_url: str | None = None) -> int:
         ids = select_orphans(listed, own_pid=-1, in_use=())
         return remove_orphans(client.api, ids, work_dir, select_work_dirs(names, own_pid=-1, in_use=()))
     except Exception as exc:  # noqa: BLE001 - translated at this boundary
-        from .controller import _translate
-
-        raise _translate(exc, settings.sandbox_image) from None
+        raise translate(exc, settings.sandbox_image) from None
     finally:
         client.close()

@@ -1,0 +1,51 @@
+"""The Docker boundary: opening a client and translating the engine's exceptions.
+
+Two places meet the Docker SDK: the controller (every call a server makes) and the
+reaper (the CLI's ``atomic sandbox reap``). They share this client recipe and this one
+translation of Docker's exceptions into :class:`~atomic.errors.SandboxError` /
+:class:`~atomic.errors.SandboxUnavailable`, applied at the boundary where each meets them.
+The SDK is imported only when first needed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import SandboxError, SandboxUnavailable
+
+
+def open_client(docker_url: str | None, timeout: float = 300.0) -> Any:
+    """A ``docker.DockerClient`` (blocking: call it in a thread). Raises SandboxUnavailable."""
+    import docker
+
+    try:
+        if docker_url:
+            client = docker.DockerClient(base_url=docker_url, timeout=int(timeout), max_pool_size=64)
+        else:
+            client = docker.from_env(timeout=int(timeout), max_pool_size=64)
+        client.api.ping()
+        return client
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the engine
+        raise translate(exc) from None
+
+
+def translate(exc: BaseException, image: str | None = None) -> SandboxError:
+    """Docker's exceptions (and the transport's) as ours."""
+    import docker.errors
+    import requests.exceptions
+
+    if isinstance(exc, SandboxError):
+        return exc
+    if isinstance(exc, docker.errors.ImageNotFound) or (
+        isinstance(exc, docker.errors.NotFound) and image and image in str(exc)
+    ):
+        return SandboxUnavailable(f"sandbox image {image} is missing; run `atomic sandbox build-image`")
+    if isinstance(exc, docker.errors.APIError):
+        return SandboxError(f"Docker engine error: {exc.explanation or exc}")
+    if isinstance(
+        exc, (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError, docker.errors.DockerException)
+    ):
+        return SandboxUnavailable(f"Docker engine not reachable: {exc}")
+    if isinstance(exc, (requests.exceptions.RequestException, OSError)):
+        return SandboxError(f"Docker engine request failed: {exc}")
+    return SandboxError(f"Docker SDK failure: {exc!r}")
