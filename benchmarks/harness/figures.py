@@ -116,8 +116,11 @@ def _status(ctx: Ctx, srv: AtomicServer, base: BaselineServer) -> Figure:
         f = loadgen.open_loop(base.url("/health"), rate=rate, duration=ctx.duration, connections=32)
         runs.append(r)
         floor.append(f)
-        ctx.log(f"  run {i + 1}: {r['ok_rps']:,.0f}/s of {rate:,.0f}/s due; p50 {r['latency_ms']['p50']:.2f} ms,"
-                f" p99 {r['latency_ms']['p99']:.2f} ms; bare app p99 {f['latency_ms']['p99']:.2f} ms")
+        late = r.get("send_late_ms", {}).get("p99")
+        ctx.log(f"  run {i + 1} ({r['tool']}): {r['ok_rps']:,.0f}/s of {rate:,.0f}/s due;"
+                f" p50 {r['latency_ms']['p50']:.2f} ms, p99 {r['latency_ms']['p99']:.2f} ms;"
+                f" bare app p99 {f['latency_ms']['p99']:.2f} ms"
+                + (f"; client sent p99 {late:.2f} ms late" if late is not None else ""))
     return Figure("status", "GET /api/status p99 at half saturation (open loop)", "ms",
                   [r["latency_ms"]["p99"] for r in runs], [f["latency_ms"]["p99"] for f in floor], "< 5 ms",
                   ("<", 5.0), details={"saturation_rps": sat["ok_rps"], "saturation_tool": sat["tool"],

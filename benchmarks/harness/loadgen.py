@@ -1,12 +1,15 @@
-"""Load from a separate process on 127.0.0.1: ``wrk`` when installed, else ``benchmarks/load.py``.
+"""Load from a separate process on 127.0.0.1.
 
-Both report the same record: ``requests``, ``ok`` (2xx answers), ``duration_s``, ``rps``,
-``ok_rps`` and latency percentiles in ms. Open-loop (fixed-rate) load always comes from
-``load.py``: wrk has no fixed-rate mode.
+Closed loop: ``wrk`` when installed, else ``benchmarks/load.py``. Open loop (fixed rate):
+``benchmarks/openloop.c``, compiled here on first use with the system's C compiler, else
+``load.py``'s open mode (wrk has no fixed-rate mode, and a Python client's own jitter is the
+size of the figures measured with it). All report the same record: ``tool``, ``requests``,
+``ok`` (2xx answers), ``duration_s``, ``rps``, ``ok_rps`` and latency percentiles in ms.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -14,9 +17,12 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent.parent
 LOAD_PY = HERE / "load.py"
+OPENLOOP_C = HERE / "openloop.c"
+BUILD_DIR = HERE / ".build"
 
 # wrk's Lua hooks: the method and body, and a JSON summary from done() so nothing is
 # scraped from its human-readable table.
@@ -53,9 +59,39 @@ def closed(url: str, *, connections: int, duration: float, method: str = "GET", 
                     duration)
 
 
-def open_loop(url: str, *, rate: float, duration: float, connections: int = 32) -> dict[str, Any]:
-    return _load_py(["open", url, "--rate", str(rate), "-d", str(duration), "-c", str(connections)], b"",
-                    duration)
+def openloop_path() -> str | None:
+    """The compiled ``openloop.c``, built once per source version; None without a C compiler."""
+    source = OPENLOOP_C.read_bytes()
+    exe = BUILD_DIR / f"openloop-{hashlib.sha256(source).hexdigest()[:12]}"
+    if exe.exists():
+        return str(exe)
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    BUILD_DIR.mkdir(exist_ok=True)
+    tmp = exe.with_suffix(".tmp")
+    subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), str(OPENLOOP_C)], check=True, capture_output=True,
+                   timeout=120)
+    tmp.replace(exe)
+    return str(exe)
+
+
+def open_loop(url: str, *, rate: float, duration: float, connections: int = 32,
+              prefer_c: bool = True) -> dict[str, Any]:
+    """Requests due at ``rate`` per second for ``duration`` seconds; latency counts from when
+    each was due. ``send_late_ms`` (C client only) is how late the client itself wrote them."""
+    exe = openloop_path() if prefer_c else None
+    if exe is None:
+        return _load_py(["open", url, "--rate", str(rate), "-d", str(duration), "-c", str(connections)], b"",
+                        duration)
+    u = urlsplit(url)
+    argv = [exe, u.hostname or "127.0.0.1", str(u.port or 80), u.path or "/", str(rate), str(duration),
+            str(connections)]
+    r = json.loads(subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True).stdout)
+    ok = sum(v for k, v in r["status"].items() if k.startswith("2"))
+    r["ok"] = ok
+    r["ok_rps"] = ok / r["duration_s"] if r["duration_s"] else 0.0
+    return r
 
 
 def count(url: str, *, n: int, connections: int, method: str = "GET", body: bytes = b"",
