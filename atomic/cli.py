@@ -110,7 +110,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         from .server.runtime import serve
 
-        trio.run(partial(serve, settings, reload=partial(_settings, args, agent=args.agent)))
+        trio.run(partial(serve, settings, reload=partial(_settings, args, agent=args.agent), freeze_gc=True))
         return 0
     if cmd == "agent":
         settings = _settings(args)

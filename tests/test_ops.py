@@ -188,8 +188,13 @@ def test_degraded_reasons_agent_docker_and_data_dir(served, tmp_path):
             moved = True
         else:
             moved = False
-        st = s.status()
-        assert any(r.startswith("data_dir:") for r in st["reasons"]), st["reasons"]
+        deadline = time.monotonic() + 5  # the server re-checks the data dir once a second
+        while True:
+            reasons = s.status().get("reasons", [])
+            if any(r.startswith("data_dir:") for r in reasons):
+                break
+            assert time.monotonic() < deadline, reasons
+            time.sleep(0.1)
     finally:
         if moved:
             os.rename(str(data) + ".moved", data)

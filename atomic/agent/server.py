@@ -9,6 +9,7 @@ frame back and closes that connection only; nothing a peer sends can stop the pr
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import os
 import signal
@@ -368,6 +369,7 @@ def main(settings: Settings) -> int:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with trio.open_nursery() as nursery:
                 server = await nursery.start(serve_agent, settings)
+                gc.freeze()  # startup's objects stay out of every collection (see server.runtime)
                 parent = os.environ.get("ATOMIC_AGENT_PARENT_PID")
                 if parent and parent.isdigit():
                     nursery.start_soon(_leave_with_parent, int(parent), nursery.cancel_scope)
