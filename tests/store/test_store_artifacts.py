@@ -168,3 +168,27 @@ async def test_git_missing_fails_clearly(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(ArtifactError, match="git is not installed") as info:
         await store.export(JOB, FILES, ["git"])
     assert info.value.code == "export_failed" and info.value.status == 500
+
+
+async def test_small_projects_are_built_on_the_loop_large_ones_in_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    store = ArtifactStore(tmp_path)
+    seen: list[bool] = []
+    real = store._export_sync
+
+    def spy(*args: object) -> list[dict]:
+        seen.append(threading.current_thread() is threading.main_thread())
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "_export_sync", spy)
+    big = [("data.txt", os.urandom(artifacts_mod.INLINE_MAX_BYTES + 1))]
+    small_rec, _tar_rec = await store.export("small", FILES, ["zip", "tar"])
+    [big_rec] = await store.export("big", big, ["zip"])
+    [git_rec] = await store.export("git", FILES, ["git"])
+    assert seen == [True, False, False]  # git always runs its processes in a thread
+    with zipfile.ZipFile(io.BytesIO(_check_record(big_rec, "zip"))) as zf:
+        assert zf.read("big/data.txt") == big[0][1]
+    assert _check_record(small_rec, "zip") and _check_record(git_rec, "git")
