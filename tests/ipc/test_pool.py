@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from atomic import config
+from atomic.agent.providers.base import Finish, TextDelta, Usage
 from atomic.agent.providers.replay import ReplayProvider, split_words
 from atomic.agent.server import AgentServer, serve_agent
 from atomic.errors import (
@@ -58,20 +59,61 @@ async def test_streaming_order(ipc_settings) -> None:
     async with running(ipc_settings) as (pool, _agent, provider):
         tokens: list[str] = []
         done = await pool.generate(REQUEST, tokens.append)
-        assert tokens == split_words(provider.text)
+        assert tokens[0] == split_words(provider.text)[0]  # the first delta leaves at once
         assert done["text"] == "".join(tokens) == provider.text
         assert done["provider"] == "replay"
         assert done["model"] == "replay-1"
         assert done["finish_reason"] == "stop"
+        words = len(split_words(provider.text))
         assert done["usage"] == {
             "prompt_tokens": 2,
-            "completion_tokens": len(tokens),
-            "total_tokens": 2 + len(tokens),
+            "completion_tokens": words,
+            "total_tokens": 2 + words,
             "estimated": True,
         }
-        assert set(done) == {"text", "usage", "provider", "model", "finish_reason"}
+        assert set(done) == {"text", "usage", "provider", "model", "finish_reason", "model_ms"}
+        assert done["model_ms"] > 0
         s = pool.statistics()
         assert (s.requests, s.failures, s.idle, s.in_use) == (1, 0, 4, 0)
+
+
+async def test_a_burst_of_deltas_leaves_in_few_frames(ipc_settings) -> None:
+    # Replay at full speed yields 400 words back to back: they are joined, in order.
+    async with running(ipc_settings, ReplayProvider(LONG_TEXT)) as (pool, _agent, _provider):
+        tokens: list[str] = []
+        done = await pool.generate({**REQUEST, "max_tokens": 1000}, tokens.append)
+        assert "".join(tokens) == done["text"] == LONG_TEXT
+        assert len(tokens) < 100, len(tokens)
+        assert done["usage"]["completion_tokens"] == 400  # usage counts tokens, not frames
+
+
+async def test_a_paced_stream_keeps_one_frame_per_delta(ipc_settings) -> None:
+    text = "one two three four five six "
+    async with running(ipc_settings, ReplayProvider(text, tokens_per_s=100)) as (pool, _agent, _provider):
+        tokens: list[str] = []
+        await pool.generate(REQUEST, tokens.append)
+        assert tokens == split_words(text)
+
+
+class _BurstThenPause(ReplayProvider):
+    """Three deltas back to back, then a long silence before the end."""
+
+    async def stream(self, request):  # type: ignore[override]
+        for word in ("a ", "b ", "c "):
+            await trio.lowlevel.checkpoint()
+            yield TextDelta(word)
+        await trio.sleep(0.5)
+        yield Finish(usage=Usage(prompt_tokens=1, completion_tokens=3), model="burst", finish_reason="stop")
+
+
+async def test_a_burst_is_not_held_back_by_a_pause(ipc_settings) -> None:
+    async with running(ipc_settings, _BurstThenPause()) as (pool, _agent, _provider):
+        arrived: list[tuple[str, float]] = []
+        t0 = trio.current_time()
+        done = await pool.generate(REQUEST, lambda text: arrived.append((text, trio.current_time() - t0)))
+        assert "".join(t for t, _ in arrived) == done["text"] == "a b c "
+        # All of it arrived long before the provider's pause ended (the flush timer).
+        assert arrived[-1][1] < 0.3, arrived
 
 
 async def test_request_fields_reach_the_provider(ipc_settings) -> None:
