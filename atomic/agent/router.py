@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ class Result:
     provider: str
     model: str
     finish_reason: str
+    model_ms: float = 0.0  # time spent waiting on the provider's stream (the model's own)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -55,6 +57,7 @@ class Result:
             "provider": self.provider,
             "model": self.model,
             "finish_reason": self.finish_reason,
+            "model_ms": round(self.model_ms, 3),
         }
 
 
@@ -242,10 +245,19 @@ class Router:
         provider = self.providers[route.provider]
         parts: list[str] = []
         finish: Finish | None = None
+        # The model's time is what we wait for its next event; forwarding a delta is ours.
+        model_s = 0.0
         async with self._limiters[route.provider]:
             stream = provider.stream(request)
             try:
-                async for event in stream:
+                while True:
+                    t0 = time.perf_counter()
+                    try:
+                        event = await anext(stream)
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        model_s += time.perf_counter() - t0
                     if isinstance(event, TextDelta):
                         if event.text:
                             parts.append(event.text)
@@ -258,7 +270,8 @@ class Router:
         if finish is None:
             raise ProviderError(f"{route.provider} ended its stream without finishing")
         self._account(route.provider, finish.model, finish.usage)
-        return Result("".join(parts), finish.usage, route.provider, finish.model, finish.finish_reason)
+        return Result("".join(parts), finish.usage, route.provider, finish.model, finish.finish_reason,
+                      model_s * 1000)
 
     # --- reporting ---------------------------------------------------------------------
 

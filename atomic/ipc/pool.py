@@ -451,7 +451,8 @@ class AgentPool:
     ) -> dict[str, Any]:
         """Generate over a pooled connection; tokens go to ``on_token`` as they arrive.
 
-        Returns the ``done`` payload (text, usage, provider, model, finish_reason). Raises
+        Returns the ``done`` payload (text, usage, provider, model, finish_reason, and
+        model_ms: how long the agent waited on the provider, the model's own time). Raises
         the agent's error rebuilt (ProviderError family), ConnectionBroken when the agent
         is lost mid-request, AgentUnavailable when it cannot be reached, PoolTimeout when
         no connection frees up in time. If the caller is cancelled, the agent is told to

@@ -140,6 +140,10 @@ class Pipeline:
                 raise JobFailed(str(exc), code=exc.code, stage=State.GENERATING.value) from None
             except errors.AtomicError as exc:
                 raise JobFailed(str(exc), code=exc.code, stage=State.GENERATING.value) from None
+        # Of this stage's time, how much the model itself took (the agent measures it).
+        stage = job.stages[-1] if job.stages else None
+        if stage is not None and stage["name"] == State.GENERATING.value:
+            stage["model_ms"] = round(float(stage.get("model_ms") or 0.0) + float(done.get("model_ms") or 0.0), 3)
         usage = done.get("usage") or {}
         if job.usage is None:
             job.usage = empty_usage()

@@ -56,6 +56,17 @@ async def test_wait_true_answers_with_the_finished_document(make_server):
         assert a.status_code == 200 and a.content[:2] == b"\x1f\x8b"
 
 
+async def test_the_generating_stage_says_how_long_the_model_took(make_server):
+    # Seven words at 50 tokens/s: the replay provider (the model here) takes about 140 ms.
+    server = await make_server("```python\nprint(1)\n```\n one two three four", rate=50)
+    r = await server.client.post("/api/generate", json={"prompt": "x", "execute": False, "wait": True})
+    doc = r.json()
+    assert doc["state"] == "COMPLETE", doc["error"]
+    [gen] = [s for s in doc["stages"] if s["name"] == "GENERATING"]
+    assert 100 <= gen["model_ms"] <= gen["duration_ms"], gen
+    assert all("model_ms" not in s for s in doc["stages"] if s["name"] != "GENERATING")
+
+
 async def test_execute_false_skips_the_sandbox(make_server):
     server = await make_server()
     r = await server.client.post("/api/generate", json={"prompt": "x", "execute": False, "wait": True})
