@@ -15,13 +15,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from harness import loadgen  # noqa: E402
+from harness import loadgen
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         # Each answer in one write: headers and body in two would meet Nagle and the
         # client's delayed ACK (40 ms a request), and measure TCP instead of the client.
         if self.path == "/chunked":
