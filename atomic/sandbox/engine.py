@@ -23,10 +23,38 @@ def open_client(docker_url: str | None, timeout: float = 300.0) -> Any:
             client = docker.DockerClient(base_url=docker_url, timeout=int(timeout), max_pool_size=64)
         else:
             client = docker.from_env(timeout=int(timeout), max_pool_size=64)
+        _tune(client.api)
         client.api.ping()
         return client
     except Exception as exc:  # noqa: BLE001 - any failure to reach the engine
         raise translate(exc) from None
+
+
+def _tune(api: Any) -> None:
+    """Two costs of the SDK's HTTP client that a busy server pays on every call.
+
+    - docker-py keys its Unix-socket connection pools by the whole request URL, so every
+      call naming a new container (create, attach, start, wait, remove ...) opened its own
+      connection to the engine and closed another pool's: a connect, a pool and a close
+      per call. One pool, keyed by the socket, keeps connections alive across calls.
+    - ``requests`` reads the environment's proxy and netrc settings on every request;
+      none of them applies to a Unix socket.
+    """
+    from docker.transport import UnixHTTPAdapter
+
+    class OnePoolUnixAdapter(UnixHTTPAdapter):
+        def get_connection(self, url: str, proxies: Any = None) -> Any:
+            return super().get_connection("http+docker://localhost", proxies)
+
+    api.trust_env = False
+    adapter: Any = getattr(api, "_custom_adapter", None)
+    if type(adapter) is UnixHTTPAdapter:  # a Unix socket (not TCP, SSH or a named pipe)
+        shared = OnePoolUnixAdapter(
+            "http+unix://" + adapter.socket_path, adapter.timeout, max_pool_size=adapter.max_pool_size
+        )
+        api._custom_adapter = shared
+        api.mount("http+docker://", shared)
+        adapter.close()
 
 
 def translate(exc: BaseException, image: str | None = None) -> SandboxError:
