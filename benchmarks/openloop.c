@@ -3,9 +3,10 @@
  *
  *   openloop HOST PORT PATH RATE DURATION_S CONNECTIONS
  *
- * Request i is due at t0 + i/RATE, whatever the answers do. A timerfd armed on the
- * absolute due time wakes the loop, so the schedule is kept to microseconds; a due request
- * goes out on the first idle keep-alive connection, or waits for one. Its latency counts
+ * Each connection first carries one untimed request (warm-up). Then request i is due at
+ * t0 + i/RATE, whatever the answers do. A timerfd armed on the absolute due time wakes the
+ * loop, so the schedule is kept to microseconds; a due request goes out on the first idle
+ * keep-alive connection, or waits for one. Its latency counts
  * from when it was *due*, not when it was written, so a server that stalls is charged for
  * every request it held up (no coordinated omission, as in wrk2).
  *
@@ -146,6 +147,31 @@ int main(int argc, char **argv) {
         conns[i].buf = malloc(BUF_SIZE);
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
         epoll_ctl(ep, EPOLL_CTL_ADD, conns[i].fd, &ev);
+    }
+    /* Warm-up, untimed: one request on each connection, so the schedule measures kept-alive
+     * connections the server has already set up, not its first request on each of them. */
+    for (int i = 0; i < nconn; i++) {
+        conn_t *c = &conns[i];
+        int status = 0;
+        long len = 0;
+        if (write(c->fd, req, (size_t)req_len) != req_len) {
+            fprintf(stderr, "openloop: warm-up write failed: %s\n", strerror(errno));
+            return 1;
+        }
+        while (len == 0) {
+            ssize_t r = read(c->fd, c->buf + c->used, BUF_SIZE - c->used);
+            if (r <= 0) {
+                fprintf(stderr, "openloop: warm-up read failed\n");
+                return 1;
+            }
+            c->used += (size_t)r;
+            len = response_length(c->buf, c->used, &status);
+        }
+        if (len < 0) {
+            fprintf(stderr, "openloop: the warm-up answer is not HTTP/1.1\n");
+            return 1;
+        }
+        c->used = 0;
     }
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
     struct epoll_event tev = {.events = EPOLLIN, .data.u32 = UINT32_MAX};

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -77,9 +78,10 @@ def openloop_path() -> str | None:
 
 
 def open_loop(url: str, *, rate: float, duration: float, connections: int = 32,
-              prefer_c: bool = True) -> dict[str, Any]:
+              prefer_c: bool = True, cpus: set[int] | None = None) -> dict[str, Any]:
     """Requests due at ``rate`` per second for ``duration`` seconds; latency counts from when
-    each was due. ``send_late_ms`` (C client only) is how late the client itself wrote them."""
+    each was due. ``send_late_ms`` (C client only) is how late the client itself wrote them.
+    ``cpus``: the CPUs the client runs on."""
     exe = openloop_path() if prefer_c else None
     if exe is None:
         return _load_py(["open", url, "--rate", str(rate), "-d", str(duration), "-c", str(connections)], b"",
@@ -87,7 +89,9 @@ def open_loop(url: str, *, rate: float, duration: float, connections: int = 32,
     u = urlsplit(url)
     argv = [exe, u.hostname or "127.0.0.1", str(u.port or 80), u.path or "/", str(rate), str(duration),
             str(connections)]
-    r = json.loads(subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True).stdout)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    r = json.loads(subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True,
+                                  preexec_fn=pin).stdout)
     ok = sum(v for k, v in r["status"].items() if k.startswith("2"))
     r["ok"] = ok
     r["ok_rps"] = ok / r["duration_s"] if r["duration_s"] else 0.0

@@ -51,6 +51,34 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("ATOMIC_")}
 
 
+def split_cpus() -> tuple[set[int], set[int]] | None:
+    """(server CPUs, load generator CPUs): the last CPU for the server under test, the rest
+    for the client, so neither preempts the other; None on a one-CPU machine."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the agent child, Hypercorn's worker)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
 class _Proc:
     name = "server"
 
@@ -97,6 +125,20 @@ class _Proc:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
+
+    def pin(self, cpus: set[int] | None) -> None:
+        """Every thread of this server and its children on ``cpus`` (None: all CPUs)."""
+        target = cpus or os.sched_getaffinity(0)
+        for pid in _tree(self.pid):
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    os.sched_setaffinity(int(tid), target)
+                except OSError:
+                    pass  # a thread that just ended
 
     def stop(self, timeout: float = 20.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
