@@ -57,7 +57,7 @@ def test_ids_are_32_hex_digits_that_sort_by_creation() -> None:
     first = [new_id() for _ in range(50)]
     time.sleep(0.002)
     later = new_id()
-    assert all(len(i) == 32 and int(i, 16) >= 0 for i in first + [later])
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in [*first, later])
     assert len(set(first)) == 50  # 80 random bits after the millisecond
     assert all(i[:12] <= later[:12] for i in first) and later > max(first)
     assert abs(int(later[:12], 16) - time.time_ns() // 1_000_000) < 5_000  # the creation time, in ms
