@@ -21,6 +21,9 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 STAGE_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class Reservoir:
     """A uniform sample of at most ``size`` recent-ish observations (Vitter's algorithm R)."""
 
@@ -95,6 +98,7 @@ class Metrics:
 
         self._latency: dict[str, Reservoir] = defaultdict(Reservoir)
         self._requests: dict[str, int] = defaultdict(int)
+        self._request_series: dict[tuple[str, str, int], tuple[Any, Any, Reservoir, str]] = {}
         self._stages: dict[str, Reservoir] = defaultdict(Reservoir)
         self._queue_wait = Reservoir()
         self._job_duration = Reservoir()
@@ -114,10 +118,23 @@ class Metrics:
 
     # --- recording --------------------------------------------------------------------
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(route, method, str(status)).inc()
-        self.http_latency.labels(route).observe(seconds)
-        self._latency[route].add(seconds)
-        self._requests[f"{method} {route} {status}"] += 1
+        # Once per request: the labelled series are looked up once per (route, method,
+        # status), not per call (the lookups were most of a /health answer's own cost).
+        if method not in _METHODS:
+            method = "OTHER"  # a client's made-up method must not mint new series
+        series = self._request_series.get((route, method, status))
+        if series is None:
+            series = self._request_series[(route, method, status)] = (
+                self.http_requests.labels(route, method, str(status)),
+                self.http_latency.labels(route),
+                self._latency[route],
+                f"{method} {route} {status}",
+            )
+        count, latency, reservoir, key = series
+        count.inc()
+        latency.observe(seconds)
+        reservoir.add(seconds)
+        self._requests[key] += 1
 
     def job_state(self, previous: str | None, state: str) -> None:
         if previous is None and state == "QUEUED":

@@ -54,3 +54,12 @@ def test_text_format_on_a_terminal():
     out = stream.getvalue()
     assert "INFO" in out and "atomic.test: stage done" in out and "[job_id=j1]" in out
     assert not out.lstrip().startswith("{")
+
+
+def test_request_ids_are_unique_32_hex_digits() -> None:
+    from atomic.logs import new_request_id
+
+    ids = [new_request_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert len({i[:16] for i in ids}) == 1  # one process, one prefix

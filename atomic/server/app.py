@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from typing import Any
 
 import msgspec
@@ -141,7 +140,7 @@ def create_app(rt: Runtime) -> QuartTrio:
     @app.before_request
     async def _before() -> Response | None:
         g.t0 = time.perf_counter()
-        g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        g.request_id = request.headers.get("X-Request-ID") or logs.new_request_id()
         logs.request_id.set(g.request_id)  # every log line of this request carries it
         if request.method == "OPTIONS":
             return None
@@ -154,7 +153,7 @@ def create_app(rt: Runtime) -> QuartTrio:
 
     @app.after_request
     async def _after(resp: Response) -> Response:
-        rid = getattr(g, "request_id", None) or uuid.uuid4().hex
+        rid = getattr(g, "request_id", None) or logs.new_request_id()
         resp.headers["X-Request-ID"] = rid
         origin = request.headers.get("Origin")
         origins = rt.settings.cors_origins

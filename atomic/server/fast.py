@@ -10,10 +10,10 @@ metrics; everything else (including ``OPTIONS /health``) goes to the Quart app u
 from __future__ import annotations
 
 import time
-import uuid
-from typing import Any
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from .. import logs
 from .runtime import Runtime
 
 Scope = dict[str, Any]
@@ -71,7 +71,7 @@ class FastPaths:
             elif name == b"origin":
                 origin = value
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   _BASE_HEADERS[2], (b"x-request-id", rid or uuid.uuid4().hex.encode())]
+                   _BASE_HEADERS[2], (b"x-request-id", rid or logs.new_request_id().encode())]
         origins = self.rt.settings.cors_origins
         if "*" in origins:
             headers.append((b"access-control-allow-origin", b"*"))
@@ -128,7 +128,7 @@ class FastPaths:
             elif name == b"origin":
                 origin = value
         headers = list(_BASE_HEADERS)
-        headers.append((b"x-request-id", rid or uuid.uuid4().hex.encode()))
+        headers.append((b"x-request-id", rid or logs.new_request_id().encode()))
         origins = self.rt.settings.cors_origins
         if "*" in origins:
             headers.append((b"access-control-allow-origin", b"*"))
