@@ -6,6 +6,7 @@ baseline are measured alternately, run by run, so a busy machine weighs on both 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import statistics
@@ -15,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import trio
 
@@ -34,6 +35,7 @@ STATES_NO_EXEC = ["PARSING", "GENERATING", "PACKAGING", "EXPORTING", "COMPLETE"]
 
 # A queue that only grows: one worker, generating so slowly that it never finishes in the
 # run, and room for every job the run submits.
+HEALTH_MIN_RUNS = 5
 STATUS_SETTLE_S = 3.0
 STATUS_MIN_RUNS = 5
 QUEUE_ONLY = {"max_concurrent": 1, "replay_tokens_per_s": 0.001, "max_queue_size": 10_000_000,
@@ -77,13 +79,32 @@ def http_figures(ctx: Ctx, only: set[str]) -> list[Figure]:
     return out
 
 
-def _alternate(ctx: Ctx, a_url: str, b_url: str, method: str = "GET", body: bytes = b"") -> tuple[list, list]:
-    kw = {"connections": ctx.connections, "method": method, "body": body}
+@contextlib.contextmanager
+def _pinned(*servers: Any) -> Iterator[set[int] | None]:
+    """Servers (with their children and threads) on the last CPU, the load generator on the
+    others; yields the client's CPUs. Unpinned, the client's wake-ups preempted a server
+    about once per request, which measured this machine's scheduler, not the server."""
+    split = split_cpus()
+    if split is None:
+        yield None
+        return
+    for s in servers:
+        s.pin(split[0])
+    try:
+        yield split[1]
+    finally:
+        for s in servers:
+            s.pin(None)
+
+
+def _alternate(ctx: Ctx, a_url: str, b_url: str, method: str = "GET", body: bytes = b"",
+               min_runs: int = 1, cpus: set[int] | None = None) -> tuple[list, list]:
+    kw = {"connections": ctx.connections, "method": method, "body": body, "cpus": cpus}
     # Warm-up, untimed: code paths, connection set-up, allocator.
     loadgen.closed(a_url, duration=2, **kw)
     loadgen.closed(b_url, duration=2, **kw)
     a, b = [], []
-    for i in range(ctx.runs):
+    for i in range(max(ctx.runs, min_runs)):
         a.append(loadgen.closed(a_url, duration=ctx.duration, **kw))
         b.append(loadgen.closed(b_url, duration=ctx.duration, **kw))
         ctx.log(f"  run {i + 1}: atomic {a[-1]['ok_rps']:,.0f}/s p99 {a[-1]['latency_ms']['p99']:.2f} ms;"
@@ -93,7 +114,10 @@ def _alternate(ctx: Ctx, a_url: str, b_url: str, method: str = "GET", body: byte
 
 def _health(ctx: Ctx, srv: AtomicServer, base: BaselineServer) -> list[Figure]:
     ctx.log("GET /health: atomic vs bare ASGI app")
-    a, b = _alternate(ctx, srv.url("/health"), base.url("/health"))
+    # The two servers alternate; this machine's speed drifts by up to 2x over minutes, so
+    # a ratio of medians needs more than 3 pairs to settle.
+    with _pinned(srv, base) as client_cpus:
+        a, b = _alternate(ctx, srv.url("/health"), base.url("/health"), min_runs=HEALTH_MIN_RUNS, cpus=client_cpus)
     tool = a[0]["tool"]
     details = {"tool": tool, "connections": ctx.connections, "duration_s": ctx.duration, "atomic": a, "baseline": b}
     return [
@@ -109,20 +133,13 @@ def _status(ctx: Ctx, srv: AtomicServer, base: BaselineServer) -> Figure:
     /health under the same open-loop rate (it has no /api/status)."""
     ctx.log("GET /api/status: saturation, then open-loop at half of it (bare app's /health at the same rate)")
     url = srv.url("/api/status")
-    loadgen.closed(url, duration=2, connections=ctx.connections)
-    sat = loadgen.closed(url, duration=ctx.duration, connections=ctx.connections)
-    rate = max(10.0, sat["ok_rps"] / 2)
-    # Steady state at half saturation, not the recovery from the overload just measured.
-    time.sleep(STATUS_SETTLE_S)
-    # Servers on one CPU, the client on the other(s): unpinned, the client's ~400 wake-ups
-    # a second preempted the server about once per request (its involuntary context
-    # switches), which is this machine's scheduling, not the server's latency.
-    split = split_cpus()
-    server_cpus, client_cpus = split if split else (None, None)
-    srv.pin(server_cpus)
-    base.pin(server_cpus)
     runs, floor = [], []
-    try:
+    with _pinned(srv, base) as client_cpus:
+        loadgen.closed(url, duration=2, connections=ctx.connections, cpus=client_cpus)
+        sat = loadgen.closed(url, duration=ctx.duration, connections=ctx.connections, cpus=client_cpus)
+        rate = max(10.0, sat["ok_rps"] / 2)
+        # Steady state at half saturation, not the recovery from the overload just measured.
+        time.sleep(STATUS_SETTLE_S)
         # A p99 over one 10 s run hangs on a few stalls of the machine: more runs, and their median.
         for i in range(max(ctx.runs, STATUS_MIN_RUNS)):
             r = loadgen.open_loop(url, rate=rate, duration=ctx.duration, connections=32, cpus=client_cpus)
@@ -135,15 +152,11 @@ def _status(ctx: Ctx, srv: AtomicServer, base: BaselineServer) -> Figure:
                     f" p50 {r['latency_ms']['p50']:.2f} ms, p99 {r['latency_ms']['p99']:.2f} ms;"
                     f" bare app p99 {f['latency_ms']['p99']:.2f} ms"
                     + (f"; client sent p99 {late:.2f} ms late" if late is not None else ""))
-    finally:
-        srv.pin(None)
-        base.pin(None)
     return Figure("status", "GET /api/status p99 at half saturation (open loop)", "ms",
                   [r["latency_ms"]["p99"] for r in runs], [f["latency_ms"]["p99"] for f in floor], "< 5 ms",
                   ("<", 5.0), details={"saturation_rps": sat["ok_rps"], "saturation_tool": sat["tool"],
                                        "rate": rate, "runs": runs, "baseline_health_same_rate": floor,
-                                       "server_cpus": sorted(server_cpus or []),
-                                       "client_cpus": sorted(client_cpus or [])})
+                                       "pinned": client_cpus is not None})
 
 
 def generate_figure(ctx: Ctx) -> Figure:

@@ -51,13 +51,18 @@ def _lua_string(s: str) -> str:
 
 
 def closed(url: str, *, connections: int, duration: float, method: str = "GET", body: bytes = b"",
-           prefer_wrk: bool = True) -> dict[str, Any]:
-    """Closed-loop load for ``duration`` seconds on ``connections`` keep-alive connections."""
+           prefer_wrk: bool = True, cpus: set[int] | None = None) -> dict[str, Any]:
+    """Closed-loop load for ``duration`` seconds on ``connections`` keep-alive connections
+    (``cpus``: the CPUs the load generator runs on)."""
     wrk = wrk_path() if prefer_wrk else None
     if wrk is not None:
-        return _wrk(wrk, url, connections, duration, method, body)
+        return _wrk(wrk, url, connections, duration, method, body, cpus)
     return _load_py(["closed", url, "-c", str(connections), "-d", str(duration), "--method", method], body,
-                    duration)
+                    duration, cpus)
+
+
+def _pinned(cpus: set[int] | None) -> Any:
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
 
 
 def openloop_path() -> str | None:
@@ -89,9 +94,8 @@ def open_loop(url: str, *, rate: float, duration: float, connections: int = 32,
     u = urlsplit(url)
     argv = [exe, u.hostname or "127.0.0.1", str(u.port or 80), u.path or "/", str(rate), str(duration),
             str(connections)]
-    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     r = json.loads(subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True,
-                                  preexec_fn=pin).stdout)
+                                  preexec_fn=_pinned(cpus)).stdout)
     ok = sum(v for k, v in r["status"].items() if k.startswith("2"))
     r["ok"] = ok
     r["ok_rps"] = ok / r["duration_s"] if r["duration_s"] else 0.0
@@ -105,14 +109,16 @@ def count(url: str, *, n: int, connections: int, method: str = "GET", body: byte
                      "--method", method], body, max_duration)
 
 
-def _wrk(wrk: str, url: str, connections: int, duration: float, method: str, body: bytes) -> dict[str, Any]:
+def _wrk(wrk: str, url: str, connections: int, duration: float, method: str, body: bytes,
+         cpus: set[int] | None = None) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(_WRK_LUA % {"method": _lua_string(method), "body": _lua_string(body.decode()) if body else "nil"})
         script = f.name
     try:
         argv = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
                 "-s", script, url]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True,
+                             preexec_fn=_pinned(cpus)).stdout
     finally:
         Path(script).unlink(missing_ok=True)
     line = next(ln for ln in out.splitlines() if ln.startswith("JSON{"))
@@ -132,7 +138,7 @@ def _wrk(wrk: str, url: str, connections: int, duration: float, method: str, bod
     }
 
 
-def _load_py(args: list[str], body: bytes, duration: float) -> dict[str, Any]:
+def _load_py(args: list[str], body: bytes, duration: float, cpus: set[int] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.json"
         argv = [sys.executable, str(LOAD_PY), *args, "--json", str(out)]
@@ -140,7 +146,7 @@ def _load_py(args: list[str], body: bytes, duration: float) -> dict[str, Any]:
             bf = Path(tmp) / "body.json"
             bf.write_bytes(body)
             argv += ["--body-file", str(bf)]
-        subprocess.run(argv, capture_output=True, timeout=duration + 90, check=True)
+        subprocess.run(argv, capture_output=True, timeout=duration + 90, check=True, preexec_fn=_pinned(cpus))
         r = json.loads(out.read_text())
     ok = sum(v for k, v in r["status"].items() if k.startswith("2"))
     return {
