@@ -21,11 +21,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 HEALTH_BODY = b'{"status":"ok"}'
-_BASE_HEADERS = [
-    (b"content-type", b"application/json"),
-    (b"content-length", str(len(HEALTH_BODY)).encode()),
-    (b"access-control-expose-headers", b"X-Request-ID, Location, Retry-After"),
-]
+_EXPOSE = (b"access-control-expose-headers", b"X-Request-ID, Location, Retry-After")
 
 
 class FastPaths:
@@ -71,7 +67,7 @@ class FastPaths:
             elif name == b"origin":
                 origin = value
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   _BASE_HEADERS[2], (b"x-request-id", rid or logs.new_request_id().encode())]
+                   _EXPOSE, (b"x-request-id", rid or logs.new_request_id().encode())]
         origins = self.rt.settings.cors_origins
         if "*" in origins:
             headers.append((b"access-control-allow-origin", b"*"))
@@ -121,20 +117,7 @@ class FastPaths:
 
     async def _health(self, scope: Scope, send: Send) -> None:
         t0 = time.perf_counter()
-        rid = origin = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                rid = value
-            elif name == b"origin":
-                origin = value
-        headers = list(_BASE_HEADERS)
-        headers.append((b"x-request-id", rid or logs.new_request_id().encode()))
-        origins = self.rt.settings.cors_origins
-        if "*" in origins:
-            headers.append((b"access-control-allow-origin", b"*"))
-        elif origin is not None and origin.decode("latin-1") in origins:
-            headers.append((b"access-control-allow-origin", origin))
-            headers.append((b"vary", b"Origin"))
+        headers = self._headers(scope, HEALTH_BODY)  # HEAD too: the length GET would have
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         body = b"" if scope["method"] == "HEAD" else HEALTH_BODY
         await send({"type": "http.response.body", "body": body, "more_body": False})
