@@ -161,6 +161,19 @@ def _text(doc: dict[str, Any], name: str) -> str:
     return value
 
 
+def _row(doc: dict[str, Any]) -> tuple[str, str, str, str, str | None, bytes]:
+    """A job document as the row a commit writes (id, state, priority, created_at,
+    finished_at, the document itself); ValidationError names a bad field."""
+    return (
+        _text(doc, "id"),
+        _text(doc, "state"),
+        _text(doc, "priority"),
+        _norm_time(doc, "created_at", required=True) or "",
+        _norm_time(doc, "finished_at", required=False),
+        msgspec.json.encode(doc),
+    )
+
+
 def encode_cursor(seq: int) -> str:
     return base64.urlsafe_b64encode(_CURSOR_PREFIX + str(seq).encode()).rstrip(b"=").decode()
 
@@ -287,14 +300,7 @@ class JobStore:
         Needs ``id``, ``state``, ``priority`` (strings) and ``created_at`` (RFC 3339);
         ``finished_at`` may be null. A put cancelled while waiting may still be committed.
         """
-        row = (
-            _text(doc, "id"),
-            _text(doc, "state"),
-            _text(doc, "priority"),
-            _norm_time(doc, "created_at", required=True) or "",
-            _norm_time(doc, "finished_at", required=False),
-            msgspec.json.encode(doc),
-        )
+        row = _row(doc)
         self._check_running()
         waiter = _Waiter()
         self._rows.append(row)
@@ -308,15 +314,9 @@ class JobStore:
         For progress a crash may lose (the job is recovered from its last committed
         state): the caller does not wait for the commit it would not act on.
         """
+        row = _row(doc)
         self._check_running()
-        self._rows.append((
-            _text(doc, "id"),
-            _text(doc, "state"),
-            _text(doc, "priority"),
-            _norm_time(doc, "created_at", required=True) or "",
-            _norm_time(doc, "finished_at", required=False),
-            msgspec.json.encode(doc),
-        ))
+        self._rows.append(row)
         self._wake.set()
 
     def append_event(self, job_id: str, event: dict[str, Any]) -> None:
