@@ -171,6 +171,12 @@ class Job:
         self.cancel_requested = False
         self._stage_t0: float | None = None
 
+    def take_accepted(self) -> dict[str, Any]:
+        """The document as first stored, for the one answer that accepts the job; then
+        dropped, so it is not kept for every queued job."""
+        doc, self.accepted = self.accepted or self.document(), None
+        return doc
+
     def add_attempt(self, record: dict[str, Any]) -> None:
         self.attempts = [*self.attempts, record]
 

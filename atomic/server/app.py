@@ -99,8 +99,7 @@ async def accept_generate(rt: Runtime, body: Any, wait: bool) -> tuple[int, dict
     if req["wait"]:
         await job.finished.wait()
         return 200, job.document(), headers
-    doc, job.accepted = job.accepted or job.document(), None  # not kept for every queued job
-    return 202, doc, headers
+    return 202, job.take_accepted(), headers
 
 
 def bool_arg(name: str) -> bool | None:

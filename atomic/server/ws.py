@@ -111,8 +111,7 @@ async def _session(rt: Runtime) -> None:
 
     job_id = job.id
     if follow is None:
-        doc, job.accepted = job.accepted or job.document(), None  # not kept for every queued job
-        await send({"type": "accepted", "job": doc})
+        await send({"type": "accepted", "job": job.take_accepted()})
 
     async def reader(cancel_scope: trio.CancelScope) -> None:
         while True:
