@@ -16,6 +16,7 @@ import sys
 import time
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("atomic_request_id", default=None)
+job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("atomic_job_id", default=None)
 
 # Request ids need to be unique, not secret: a random prefix per process and a counter
 # (32 hex digits, like the uuid4 they replace, without a system call per request).
@@ -25,7 +26,6 @@ _rid_counter = itertools.count(1)
 
 def new_request_id() -> str:
     return f"{_RID_PREFIX}{next(_rid_counter):016x}"
-job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("atomic_job_id", default=None)
 
 
 class _ContextFilter(logging.Filter):

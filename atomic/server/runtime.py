@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import signal
 import time
@@ -45,7 +46,7 @@ class Runtime:
     shutdown: trio.Event = field(default_factory=trio.Event)
     stopping: trio.Event = field(default_factory=trio.Event)  # WebSockets close with 1001
     urls: list[str] = field(default_factory=list)
-    _data_dir: tuple[float, tuple[bool, str]] = (-1.0, (True, ""))  # (checked at, result)
+    _data_dir: tuple[float, tuple[bool, str]] = (-math.inf, (True, ""))  # (checked at, result)
 
     def status(self, languages: list[str]) -> dict[str, Any]:
         """The /api/status document: cached facts only, no I/O."""
@@ -83,7 +84,7 @@ class Runtime:
         calls were a tenth of a /api/status request)."""
         now = time.monotonic()
         checked, result = self._data_dir
-        if now - checked < DATA_DIR_RECHECK_S and checked >= 0:
+        if now - checked < DATA_DIR_RECHECK_S:
             return result
         result = self._check_data_dir()
         self._data_dir = (now, result)
@@ -118,7 +119,7 @@ class Runtime:
             out["agent_pool"] = dataclasses.asdict(self.agent.statistics())
             out["agent_usage_totals"] = self.agent.agent_facts.get("usage_totals", {})
         if self.sandbox is not None:
-            out["sandbox"] = {k: v for k, v in dataclasses.asdict(self.sandbox.statistics()).items()}
+            out["sandbox"] = dataclasses.asdict(self.sandbox.statistics())
         if self.store is not None:
             out["store"] = dataclasses.asdict(self.store.statistics())
         return out
