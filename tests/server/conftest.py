@@ -19,7 +19,8 @@ from atomic import config
 from atomic.agent.providers.replay import ReplayProvider
 from atomic.agent.server import serve_agent
 from atomic.metrics import Metrics
-from atomic.server.runtime import Runtime, serve
+from atomic.server.serve import serve
+from atomic.server.state import Runtime
 
 TERMINAL = {"COMPLETE", "FAILED", "CANCELLED"}
 
