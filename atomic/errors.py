@@ -264,10 +264,14 @@ class NotFound(AtomicError):
 
 
 class MethodNotAllowed(AtomicError):
-    """That method is not allowed on this route."""
+    """That method is not allowed on this route; ``allow`` lists the ones that are."""
 
     code = "method_not_allowed"
     status = 405
+
+    def __init__(self, message: str, *, allow: list[str]) -> None:
+        super().__init__(message)
+        self.allow = allow
 
 
 class UpgradeRequired(AtomicError):

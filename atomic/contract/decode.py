@@ -93,7 +93,7 @@ def field_error(exc: msgspec.ValidationError, prefix: str = "") -> ValidationErr
             message = replacement
             break
     else:
-        message = message[:1].lower() + message[1:]
+        message = message[:1].lower() + message[1:].replace("`float` that's a multiple of 1.0", "a whole number")
         for pattern, words in _PATTERN_WORDS.items():
             if message.endswith(f"matching regex {pattern!r}"):
                 message = words

@@ -8,7 +8,7 @@ the GENERATING stage, ``estimated`` only when tokens were counted by us).
 
 from __future__ import annotations
 
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol
 
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
@@ -230,7 +230,7 @@ class Agent(Struct, gc=False):
     healthy: bool
     pool_size: Count
     connected: Count
-    providers: list[str] = field(default_factory=list)
+    providers: list[dict[str, Any]] = field(default_factory=list)  # as the agent describes each
     pid: int | UnsetType | None = UNSET  # when the agent is this server's child
     restarts: Count | UnsetType = UNSET
 

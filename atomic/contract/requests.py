@@ -19,31 +19,35 @@ from .types import (
     ExitCode,
     ExportFormat,
     LanguageName,
+    MemoryMb,
     NonNegInt,
     Path,
+    Pids,
     Priority,
     Prompt,
+    Samples,
     Seed,
     Text,
+    Whole,
     Word,
 )
 
 TIMEOUT = Annotated[float, Meta(ge=0.001, description="seconds; capped by the server's maximum")]
-MEMORY = Annotated[int, Meta(ge=16, description="MiB; capped by the server's maximum")]
 
 
-class LimitsIn(Struct, forbid_unknown_fields=True, omit_defaults=True, frozen=True, gc=False):
+# Frozen (one shared default instance); Whole's conversion works on frozen Structs too.
+class LimitsIn(Whole, forbid_unknown_fields=True, omit_defaults=True, frozen=True, gc=False):  # type: ignore[misc]
     """Per-run sandbox limits; each is capped by the server's maximum, unset ones default."""
 
     timeout_s: TIMEOUT | None = None
-    memory_mb: MEMORY | None = None
+    memory_mb: MemoryMb | None = None
     cpus: Annotated[float, Meta(ge=0.01, description="capped by the server's maximum")] | None = None
-    pids: Annotated[int, Meta(ge=8, description="capped by the server's maximum")] | None = None
+    pids: Pids | None = None
     compile_timeout_s: TIMEOUT | None = None
-    compile_memory_mb: MEMORY | None = None
+    compile_memory_mb: MemoryMb | None = None
 
 
-class TestCaseIn(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
+class TestCaseIn(Whole, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     """One test case: the program runs once per case, after one compile."""
 
     __test__ = False  # not a pytest class, whatever its name says
@@ -60,7 +64,7 @@ NO_LIMITS = LimitsIn()  # shared: a job that sets no limits stores none of its o
 TestCases = Annotated[list[TestCaseIn], Meta(max_length=64)]
 
 
-class JobSpec(Struct, forbid_unknown_fields=True, gc=False):
+class JobSpec(Whole, forbid_unknown_fields=True, gc=False):
     """What a job was asked to do: the generate body as a job document shows it (no ``wait``)."""
 
     prompt: Prompt
@@ -74,7 +78,7 @@ class JobSpec(Struct, forbid_unknown_fields=True, gc=False):
     collect: Annotated[bool, Meta(description="keep the files the program writes (`outputs`)")] = False
     tests: TestCases | None = None
     test_code: str | None = None
-    samples: Annotated[int, Meta(ge=1, le=8)] = 1
+    samples: Samples = 1
     repairs: Annotated[NonNegInt, Meta(description="repair rounds; default and cap: the server's")] | None = None
     temperature: Annotated[float, Meta(ge=0)] | None = None
     seed: Annotated[Seed, Meta(description="sample i uses seed + i")] | None = None

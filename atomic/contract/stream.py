@@ -13,14 +13,14 @@ from typing import Annotated, Literal
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from .documents import ErrorInfo, JobDocument
-from .types import Count, Fraction, JobState, OutputStream
+from .types import Count, Fraction, JobState, NonNegInt, OutputStream, Whole
 
 
-class FollowMessage(Struct, forbid_unknown_fields=True, gc=False):
+class FollowMessage(Whole, forbid_unknown_fields=True, gc=False):
     """Follow a job (instead of a generate body, which starts one)."""
 
     job_id: str
-    after_seq: Annotated[Count, Meta(description="resume after the last seq seen")] | None = None
+    after_seq: Annotated[NonNegInt, Meta(description="resume after the last seq seen")] | None = None
 
 
 class CancelMessage(Struct, forbid_unknown_fields=True, gc=False):

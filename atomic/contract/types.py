@@ -6,9 +6,10 @@ the JSON Schema of ``/openapi.json``, so a rule written here holds in both place
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, get_args
 
-from msgspec import Meta
+import msgspec
+from msgspec import Meta, Struct
 
 from ..pipeline.languages import LANGUAGES
 
@@ -34,7 +35,7 @@ JOB_STATES: tuple[str, ...] = get_args(JobState)
 #: one is a separate, live fact (``GET /api/languages``, 422 ``language_unavailable``).
 LANGUAGE_NAMES: tuple[str, ...] = tuple(sorted(LANGUAGES))
 if TYPE_CHECKING:
-    LanguageName = str
+    LanguageName: TypeAlias = str
 else:
     LanguageName = Literal[LANGUAGE_NAMES]
 
@@ -52,9 +53,66 @@ Word = Annotated[str, Meta(min_length=1, pattern="^[^\\x00]+$")]
 # ``..`` component, a path naming the workspace itself, and duplicates (422).
 Path = Annotated[str, Meta(min_length=1, max_length=255, pattern="^[^/\\\\\\x00-\\x1f\\x7f][^\\\\\\x00-\\x1f\\x7f]*$")]
 Cursor = Annotated[str, Meta(pattern="^[0-9]{1,15}$", description="the `next` of a previous page (opaque)")]
-NonNegInt = Annotated[int, Meta(ge=0)]
-Count = Annotated[int, Meta(ge=0)]
+Count = Annotated[int, Meta(ge=0)]  # in documents the server writes
 Millis = Annotated[float, Meta(ge=0)]
 Fraction = Annotated[float, Meta(ge=0, le=1)]
-Seed = Annotated[int, Meta(ge=0, le=2**32 - 1)]
-ExitCode = Annotated[int, Meta(ge=0, le=255)]
+
+
+def whole(**bounds: Any) -> Any:
+    """A whole number in a request, as JSON Schema means "integer": ``3`` and ``3.0``
+    alike (a client or fuzzer may send either); ``3.5`` and ``"3"`` are refused. Decoded
+    as a float that is a multiple of 1; :class:`Whole` Structs turn it into an int, and
+    ``/openapi.json`` calls it an integer."""
+    return Annotated[float, Meta(multiple_of=1, **bounds)]
+
+
+if TYPE_CHECKING:  # what the fields hold once decoded
+    NonNegInt: TypeAlias = int
+    Seed: TypeAlias = int
+    ExitCode: TypeAlias = int
+    MemoryMb: TypeAlias = int
+    Pids: TypeAlias = int
+    Samples: TypeAlias = int
+else:
+    NonNegInt = whole(ge=0)
+    Seed = whole(ge=0, le=2**32 - 1)
+    ExitCode = whole(ge=0, le=255)
+    MemoryMb = whole(ge=16, description="MiB; capped by the server's maximum")
+    Pids = whole(ge=8, description="capped by the server's maximum")
+    Samples = whole(ge=1, le=8)
+
+
+class Whole(Struct):
+    """A request Struct whose whole-number fields (see :func:`whole`) hold ints once decoded."""
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if type(value) is float and name in _whole_fields(type(self)):
+                msgspec.structs.force_setattr(self, name, int(value))  # frozen ones too
+
+
+def _whole_fields(cls: type) -> frozenset[str]:
+    cached = _WHOLE.get(cls)
+    if cached is None:
+        import msgspec.inspect as mi
+
+        info = mi.type_info(cls)
+        cached = _WHOLE[cls] = frozenset(
+            f.name for f in info.fields  # type: ignore[attr-defined]
+            if any(isinstance(t, mi.FloatType) and t.multiple_of == 1 for t in _alternatives(f.type))
+        )
+    return cached
+
+
+def _alternatives(t: Any) -> list[Any]:
+    import msgspec.inspect as mi
+
+    while isinstance(t, mi.Metadata):
+        t = t.type
+    if isinstance(t, mi.UnionType):
+        return [a for u in t.types for a in _alternatives(u)]
+    return [t]
+
+
+_WHOLE: dict[type, frozenset[str]] = {}

@@ -190,7 +190,7 @@ class JobManager:
             raise errors.JobFinished(f"job {job_id} has already ended ({job.state.value})")
         job.cancel_requested = True
         if job.state == State.QUEUED and self.queue.remove(job.id):
-            await self._finish(job, State.CANCELLED, None)
+            await self._finish(job, State.CANCELLED, _cancelled(State.QUEUED.value))
             return job.document()
         if job.cancel_scope is not None:
             job.cancel_scope.cancel()

@@ -13,6 +13,7 @@ import time
 
 from quart import Response, g, request
 from quart_trio import QuartTrio
+import werkzeug.exceptions
 from werkzeug.exceptions import HTTPException
 
 from .. import errors, logs
@@ -24,12 +25,14 @@ from .ws import stream_routes
 log = logging.getLogger("atomic.server")
 
 
-def _http_error(status: int, settings_max_body: int) -> errors.AtomicError:
+def _http_error(exc: HTTPException, settings_max_body: int) -> errors.AtomicError:
     """A werkzeug HTTP error (raised by Quart's routing) as the contract's error."""
+    status = exc.code or 500
     if status == 404:
         return errors.NotFound(f"no route matches {request.path}")
-    if status == 405:
-        return errors.MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
+    if isinstance(exc, werkzeug.exceptions.MethodNotAllowed):
+        allow = sorted(set(exc.valid_methods or ()) | {"OPTIONS"})
+        return errors.MethodNotAllowed(f"{request.method} is not allowed on {request.path}", allow=allow)
     if status == 413:
         return errors.PayloadTooLarge(f"the request body is larger than {settings_max_body} bytes")
     if status == 400:
@@ -89,7 +92,7 @@ def create_app(rt: Runtime) -> QuartTrio:
 
     @app.errorhandler(HTTPException)
     async def _werkzeug_error(exc: HTTPException) -> Response:
-        return error_response(_http_error(exc.code or 500, settings.max_body_bytes))
+        return error_response(_http_error(exc, settings.max_body_bytes))
 
     @app.errorhandler(Exception)
     async def _bug(exc: Exception) -> Response:

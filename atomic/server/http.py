@@ -54,6 +54,8 @@ def error_parts(exc: errors.AtomicError) -> tuple[int, bytes, dict[str, str]]:
         headers["Connection"] = "close"  # the unread body must not be taken for the next request
     if isinstance(exc, errors.Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="atomic"'
+    if isinstance(exc, errors.MethodNotAllowed):
+        headers["Allow"] = ", ".join(exc.allow)  # RFC 9110: a 405 says what is allowed
     if isinstance(exc, errors.UpgradeRequired):
         headers["Upgrade"] = "websocket"
         headers["Connection"] = "Upgrade"

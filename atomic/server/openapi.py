@@ -200,10 +200,14 @@ def _components() -> dict[str, Any]:
 
 
 def _offer(node: Any, languages: list[str]) -> Any:
-    """The schemas with every language enum narrowed to what this server offers."""
+    """The schemas with every language enum narrowed to what this server offers, and
+    whole numbers (floats that are multiples of 1, see ``contract.types.whole``) called
+    integers, which is what JSON Schema means by one."""
     if isinstance(node, dict):
         if node.get("enum") == list(LANGUAGE_NAMES):
             return {**node, "enum": languages}
+        if node.get("type") == "number" and node.get("multipleOf") == 1:
+            node = {k: v for k, v in node.items() if k != "multipleOf"} | {"type": "integer"}
         return {k: _offer(v, languages) for k, v in node.items()}
     if isinstance(node, list):
         return [_offer(v, languages) for v in node]
