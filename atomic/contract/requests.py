@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from .types import (
     Arg,
@@ -88,11 +88,13 @@ class JobSpec(Whole, forbid_unknown_fields=True, gc=False):
 class GenerateRequest(JobSpec, forbid_unknown_fields=True, gc=False):
     """``POST /api/generate`` and the WebSocket start message."""
 
-    wait: Annotated[bool, Meta(description="answer only once the job has ended")] = False
+    wait: Annotated[bool, Meta(description="answer only once the job has ended (default false)")] | UnsetType = UNSET
 
     def spec(self) -> JobSpec:
-        """The request as the job keeps it (without ``wait``)."""
-        return JobSpec(**{name: getattr(self, name) for name in JobSpec.__struct_fields__})
+        """The request as the job keeps it: itself, without ``wait`` (taken out, so the
+        job document's ``request`` does not show it; no copy made)."""
+        self.wait = UNSET
+        return self
 
 
 class FileIn(Struct, forbid_unknown_fields=True, gc=False):

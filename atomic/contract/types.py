@@ -86,9 +86,12 @@ class Whole(Struct):
     """A request Struct whose whole-number fields (see :func:`whole`) hold ints once decoded."""
 
     def __post_init__(self) -> None:
-        for name in self.__struct_fields__:
+        fields = _WHOLE.get(type(self))
+        if fields is None:
+            fields = _whole_fields(type(self))
+        for name in fields:
             value = getattr(self, name)
-            if type(value) is float and name in _whole_fields(type(self)):
+            if type(value) is float:
                 msgspec.structs.force_setattr(self, name, int(value))  # frozen ones too
 
 

@@ -86,9 +86,10 @@ async def accept_generate(rt: Runtime, req: GenerateRequest, wait: bool) -> tupl
     """
     rt.check_language(req.language)
     rt.sandbox.resolve_limits(run_limits(req.limits))  # 422 now, not a failed job later
+    wait = wait or req.wait is True
     job = await rt.manager.submit(req.spec())
     headers = {"Location": f"/api/jobs/{job.id}"}
-    if wait or req.wait:
+    if wait:
         await job.finished.wait()
         return 200, job.document(), headers
     return 202, job.take_accepted(), headers

@@ -184,7 +184,7 @@ async def wait_for_state(buf: EventBuffer, state: str) -> None:
 async def test_a_job_runs_to_complete_and_is_stored(tmp_path, autojump_clock):
     async with world(tmp_path, autojump_clock) as w:
         job = await w.manager.submit(JobSpec(prompt="squares", execute=False))
-        assert (await w.store.get(job.id)).state == "QUEUED"  # durable when submit returns
+        assert await w.store.get(job.id) is not None  # durable when submit returns (maybe running by now)
         await job.finished.wait()
         stored = await w.store.get(job.id)
         assert stored is not None and stored.state == "COMPLETE", stored

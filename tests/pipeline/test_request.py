@@ -1,6 +1,8 @@
 """Request bodies through the contract's types: the 422 message names the field."""
 
+import msgspec
 import pytest
+from msgspec import UNSET
 
 from atomic.contract import BatchRequest, ExecuteRequest, GenerateRequest, JobSpec, decode, prepare_run
 from atomic.errors import InvalidJSON, LanguageUnavailable, ValidationError
@@ -8,9 +10,12 @@ from atomic.errors import InvalidJSON, LanguageUnavailable, ValidationError
 
 def test_generate_defaults():
     req = decode(b'{"prompt": "hi"}', GenerateRequest)
-    assert req.spec() == JobSpec(prompt="hi")
     assert (req.language, req.priority, req.provider, req.model, req.execute) == ("python", "normal", None, None, True)
-    assert (req.export, req.wait, req.collect, req.samples, req.judge_all) == (("zip",), False, False, 1, False)
+    assert (req.export, req.wait, req.collect, req.samples, req.judge_all) == (("zip",), UNSET, False, 1, False)
+    waiting = decode(b'{"prompt": "hi", "wait": true}', GenerateRequest)
+    assert waiting.wait is True
+    # The job keeps the request without wait, as its document shows it.
+    assert msgspec.json.encode(waiting.spec()) == msgspec.json.encode(JobSpec(prompt="hi"))
 
 
 @pytest.mark.parametrize(
@@ -36,8 +41,6 @@ def test_generate_defaults():
     ],
 )
 def test_generate_errors_name_the_field(body, field):
-    import msgspec
-
     with pytest.raises(ValidationError) as info:
         decode(msgspec.json.encode(body), GenerateRequest)
     assert info.value.field == field
