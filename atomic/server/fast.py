@@ -19,6 +19,7 @@ answer ``Connection: close`` and makes sure the close happens.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -38,6 +39,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[..., Awaitable[None]]
 
 HEALTH_BODY = b'{"status":"ok"}'
+log = logging.getLogger("atomic.server")
 
 
 class FastPaths:
@@ -112,6 +114,9 @@ class FastPaths:
             out = encode(doc)
         except errors.AtomicError as exc:
             status, out, extra = error_parts(exc)
+        except Exception:  # a bug: the contract's 500, as the Quart app answers one
+            log.exception("POST /api/generate: unexpected error")
+            status, out, extra = error_parts(errors.AtomicError("an internal error occurred; see the server log"))
         await self._answer(scope, send, status, out, extra)
         rt.metrics.request("/api/generate", "POST", status, time.perf_counter() - t0)
 
