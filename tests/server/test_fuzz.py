@@ -37,7 +37,9 @@ async def test_schemathesis_finds_nothing(make_server, tmp_path):
     ]
     env = {**os.environ, "SCHEMATHESIS_TELEMETRY": "false", "NO_COLOR": "1"}
     with trio.fail_after(600):
-        done = await trio.run_process(argv, capture_stdout=True, stderr=subprocess.STDOUT, check=False, env=env)
+        # In a temporary directory: schemathesis keeps a crash cache in its working directory.
+        done = await trio.run_process(argv, capture_stdout=True, stderr=subprocess.STDOUT, check=False, env=env,
+                                      cwd=tmp_path)
     out = done.stdout.decode(errors="replace")
     print(out)  # shown by pytest when the test fails
     assert done.returncode == 0, out[-6000:]
