@@ -22,6 +22,7 @@ from ..pipeline import request as reqs
 from ..pipeline.job import State
 from ..pipeline.languages import supported
 from .runtime import Runtime
+from .web import is_public, register_web
 
 log = logging.getLogger("atomic.server")
 
@@ -146,7 +147,7 @@ def create_app(rt: Runtime) -> QuartTrio:
         if request.content_length is not None and request.content_length > settings.max_body_bytes:
             return error_response(errors.PayloadTooLarge(
                 f"the request body is larger than {settings.max_body_bytes} bytes"))
-        if request.path != "/health" and not _authorized(request.headers):
+        if request.path != "/health" and not is_public(request.path) and not _authorized(request.headers):
             return error_response(errors.Unauthorized("a valid API key is required: Authorization: Bearer <key>"))
         return None
 
@@ -312,4 +313,5 @@ def create_app(rt: Runtime) -> QuartTrio:
     from .ws import register_websocket
 
     register_websocket(app, rt, _authorized)
+    register_web(app)  # the page at / and its files (atomic/server/web.py)
     return app
