@@ -8,6 +8,7 @@ import {duration} from './format.js';
 
 const SAMPLE_MS = 2000;
 const KEEP = 90; // samples: 3 minutes
+const WINDOW = 5; // samples a rate is taken over: 10 s, so one job is not a spike
 const STAGES = ['PARSING', 'GENERATING', 'PACKAGING', 'EXECUTING', 'EXPORTING'];
 
 export class StatusPanel {
@@ -54,12 +55,12 @@ export class StatusPanel {
     if (this.samples.length > KEEP + 1) this.samples.shift();
   }
 
-  // Per-interval rates: jobs finished per minute and completion tokens per second.
+  // Rates over a sliding window: jobs finished per minute, completion tokens per second.
   rates() {
     const jobs = [];
     const tokens = [];
     for (let i = 1; i < this.samples.length; i++) {
-      const a = this.samples[i - 1];
+      const a = this.samples[Math.max(0, i - WINDOW)];
       const b = this.samples[i];
       const dt = (b.t - a.t) / 1000;
       if (dt <= 0) continue;
