@@ -34,9 +34,17 @@ async def test_the_key_prompt(make_server, browser):
         storage = page.evaluate("() => ({local: JSON.stringify(localStorage), session: JSON.stringify(sessionStorage),"
                                 " url: location.href, html: document.documentElement.outerHTML})")
         sockets = [ws.url for ws in watch.sockets]
+        job_url = page.url
         page.get_by_role("button", name="Forget key").click()
         expect(panel).to_be_visible()
         forgotten = page.evaluate("() => JSON.stringify(sessionStorage)")
+        # A link to a job, opened without the key: the key, then the job.
+        page.goto(url + "#/jobs")
+        page.goto(job_url)
+        expect(panel).to_be_visible()
+        page.get_by_label("API key", exact=True).fill(KEY)
+        page.get_by_role("button", name="Use key").click()
+        expect(page.locator("#final-state")).to_have_text("COMPLETE")
         return state, zip_magic, storage, sockets, forgotten
 
     # The refused key is a 401 the browser logs; that is the point of the test, not an error.

@@ -36,6 +36,8 @@ export class JobView {
     this.tab = 'answer';
     this.tabPicked = false;
     this.errorNote = null;
+    this.cancelling = false;
+    this.filesFrom = null; // the artifact URL the files were read from
     this.connection = '';
     this.stream = null;
     this.frame = 0;
@@ -123,13 +125,15 @@ export class JobView {
 
   async cancel() {
     if (this.terminal || !this.id) return;
-    this.el.cancel.disabled = true;
-    this.el.cancel.textContent = 'Cancelling…';
+    this.cancelling = true;
+    this.renderHead();
     if (this.stream && this.stream.cancel()) return; // the done event follows
     try {
       this.setDocument(await request(`/api/jobs/${encodeURIComponent(this.id)}`, {method: 'DELETE'}));
     } catch (err) {
       if (!(err instanceof ApiError && err.code === 'job_finished')) this.errorNote = err.message;
+      this.cancelling = false;
+      this.renderHead();
       this.refresh();
     }
   }
@@ -210,6 +214,8 @@ export class JobView {
       this.renderCode();
       return;
     }
+    if (this.filesFrom === art.url) return;
+    this.filesFrom = art.url;
     this.filesNote = 'Loading the files…';
     this.renderCode();
     try {
@@ -228,6 +234,7 @@ export class JobView {
       }
     } catch (err) {
       this.filesNote = `The files could not be read from the ${art.format} artifact: ${err.message}`;
+      this.filesFrom = null;
     }
     this.renderTabs();
     this.renderCode();
@@ -270,10 +277,8 @@ export class JobView {
     el.meta.textContent = meta.join(' · ');
     el.conn.textContent = this.connection;
     el.cancel.hidden = this.terminal || !this.id;
-    if (!this.terminal) {
-      el.cancel.disabled = false;
-      el.cancel.textContent = 'Cancel';
-    }
+    el.cancel.disabled = this.cancelling;
+    el.cancel.textContent = this.cancelling ? 'Cancelling…' : 'Cancel';
     el.rerun.hidden = !this.terminal;
   }
 

@@ -98,6 +98,10 @@ $('#key-form').addEventListener('submit', (e) => {
   keyPanel.hidden = true;
   updateKeyButton();
   form.loaded = null;
+  if (jobView && !jobView.doc) {
+    jobView.destroy(); // it could not load without the key: route() opens it again
+    jobView = null;
+  }
   health($('#health'));
   route();
 });
