@@ -79,7 +79,9 @@ class Browser:
         self._thread.submit(self._start).result()
 
     def _start(self) -> None:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
+
+        expect.set_options(timeout=TIMEOUT_MS)  # not 5 s: a loaded machine runs Docker slower
 
         self._pw = sync_playwright().start()
         self.browser = self._pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
