@@ -21,6 +21,7 @@ from .http import ALLOW_HEADERS, ALLOW_METHODS, authorized, contract_headers, er
 from .routes import routes
 from .state import Runtime
 from .ws import stream_routes
+from .web import is_public, register_web
 
 log = logging.getLogger("atomic.server")
 
@@ -60,7 +61,8 @@ def create_app(rt: Runtime) -> QuartTrio:
             return error_response(errors.PayloadTooLarge(
                 f"the request body is larger than {settings.max_body_bytes} bytes"))
         keys = rt.settings.api_keys  # read per request: SIGHUP may change them
-        if request.path != "/health" and not authorized(request.headers.get("Authorization"), None, keys):
+        public = request.path == "/health" or is_public(request.path)
+        if not public and not authorized(request.headers.get("Authorization"), None, keys):
             return error_response(errors.Unauthorized("a valid API key is required: Authorization: Bearer <key>"))
         return None
 
@@ -101,6 +103,7 @@ def create_app(rt: Runtime) -> QuartTrio:
 
     app.register_blueprint(routes)
     app.register_blueprint(stream_routes)
+    register_web(app)  # the page at / and its files (atomic/server/web.py)
     return app
 
 
