@@ -226,6 +226,21 @@ class ValidationError(AtomicError):
         self.field = field
 
 
+class LanguageUnavailable(ValidationError):
+    """A known language whose sandbox image is not built."""
+
+    code = "language_unavailable"
+
+    def __init__(self, language: str, image: str | None = None, field: str = "language") -> None:
+        super().__init__(
+            field,
+            f"{language} needs its sandbox image{f' {image}' if image else ''}, which is not built; "
+            f"run `atomic sandbox build-image --language {language}`",
+        )
+        self.language = language
+        self.image = image
+
+
 class InvalidJSON(AtomicError):
     """The request body is not valid JSON."""
 

@@ -56,11 +56,12 @@ class Services:
 
 @dataclass
 class ExecRun:
-    """An /api/execute run waiting in the queue for a worker."""
+    """An /api/execute run (or a whole /api/execute/batch) waiting in the queue for a worker."""
 
     id: str
-    spec: Any
+    spec: Any  # a RunSpec, or for a batch a list of them
     on_output: Any = None
+    batch: bool = False
     done: trio.Event = field(default_factory=trio.Event)
     result: Any = None
     error: BaseException | None = None
@@ -123,10 +124,18 @@ class JobManager:
 
     async def execute(self, spec: Any, priority: str = "normal", on_output: Any = None) -> Any:
         """Run one /api/execute body through the queue; returns the ExecutionResult."""
+        return await self._queued(ExecRun(id="", spec=spec, on_output=on_output), priority)
+
+    async def execute_batch(self, specs: list[Any], priority: str = "normal") -> list[Any]:
+        """Run an /api/execute/batch through the queue as one item (the sandbox runs it in
+        ``batch_lanes`` sandboxes at once); returns its results (or errors) in order."""
+        return list(await self._queued(ExecRun(id="", spec=specs, batch=True), priority))
+
+    async def _queued(self, run: ExecRun, priority: str) -> Any:
         if self.shutting_down:
             raise errors.ShuttingDown("the server is shutting down and takes no new runs")
         self._run_seq += 1
-        run = ExecRun(id=f"run-{self._run_seq}", spec=spec, on_output=on_output)
+        run.id = f"run-{self._run_seq}"
         self.queue.put_nowait(run.id, priority)
         self.runs[run.id] = run
         try:
@@ -279,8 +288,14 @@ class JobManager:
         with trio.CancelScope() as scope:
             run.scope = scope
             try:
-                run.result = await self.s.sandbox.execute(run.spec, on_output=run.on_output)
-                self.s.metrics.sandbox_run(run.result.termination)
+                if run.batch:
+                    run.result = await self.s.sandbox.execute_batch(run.spec)
+                    for r in run.result:
+                        if not isinstance(r, errors.AtomicError):
+                            self.s.metrics.sandbox_run(r.termination)
+                else:
+                    run.result = await self.s.sandbox.execute(run.spec, on_output=run.on_output)
+                    self.s.metrics.sandbox_run(run.result.termination)
             except errors.AtomicError as exc:
                 run.error = exc
         if scope.cancelled_caught and run.result is None and run.error is None:

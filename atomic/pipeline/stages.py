@@ -20,7 +20,7 @@ from .. import errors
 from ..errors import JobFailed
 from . import prompt as prompts
 from .job import Job, State, empty_usage
-from .languages import LANGUAGES, Language
+from ..languages import LANGUAGES, Language
 
 if TYPE_CHECKING:
     from .manager import Services
@@ -88,7 +88,9 @@ class Pipeline:
 
         if attempt.execution is not None and not self._succeeded(attempt.execution):
             ex = attempt.execution
-            how = f"exit code {ex['exit_code']}" if ex["termination"] == "exited" else ex["termination"]
+            how = (f"exit code {ex['exit_code']}" if ex["termination"] == "exited" else ex["termination"])
+            if ex.get("verdict") == "compile_error":
+                how = "it did not compile"
             raise JobFailed(
                 f"the generated program failed in the sandbox ({how}) after "
                 f"{self._rounds()} attempt(s)",
@@ -198,16 +200,21 @@ class Pipeline:
 
         job = self.job
 
-        def on_output(stream: str, data: str) -> None:
-            job.emit({"type": "output", "stream": stream, "data": data})
+        def on_output(stream: str, data: str, case: str | int | None = None) -> None:
+            event: dict[str, Any] = {"type": "output", "stream": stream, "data": data}
+            if case is not None:
+                event["case"] = case
+            job.emit(event)
 
         collect = bool(job.request.get("collect"))
-        spec = RunSpec(files=files, command=self.lang.command(), stdin=b"", limits=limits, job_id=job.id,
-                       collect=collect)
+        # The sandbox compiles (for a compiled language) and runs the entry point the
+        # language's way (atomic/languages.py).
+        spec = RunSpec(files=files, stdin=b"", limits=limits, job_id=job.id, collect=collect,
+                       language=self.lang.name, entrypoint=self.lang.entrypoint)
         t0 = trio.current_time()
         try:
             result = await self.s.sandbox.execute(spec, on_output=on_output)
-        except errors.SandboxError as exc:
+        except (errors.SandboxError, errors.LanguageUnavailable) as exc:
             raise JobFailed(str(exc), code=exc.code, stage=State.EXECUTING.value) from None
         self.s.metrics.sandbox_run(result.termination)
         record = result.to_dict()
@@ -224,7 +231,7 @@ class Pipeline:
 
     @staticmethod
     def _succeeded(execution: dict[str, Any]) -> bool:
-        return execution.get("termination") == "exited" and execution.get("exit_code") == 0
+        return execution.get("verdict") == "accepted"
 
     def _rounds(self) -> int:
         """Generate/execute rounds so far (restart markers in ``attempts`` not counted)."""

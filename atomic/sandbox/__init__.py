@@ -9,15 +9,18 @@ from .image import build_image
 from .limits import Limits, resolve_limits
 from .paths import validate_path
 from .reaper import reap
-from .run import TERMINATIONS, ExecutionResult, RunSpec
+from .run import TERMINATIONS, Case, CaseResult, ExecutionResult, RunSpec, StepResult
 
 __all__ = [
     "TERMINATIONS",
+    "Case",
+    "CaseResult",
     "ExecutionResult",
     "Limits",
     "RunSpec",
     "SandboxController",
     "SandboxStatistics",
+    "StepResult",
     "build_image",
     "reap",
     "resolve_limits",

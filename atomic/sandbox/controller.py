@@ -1,12 +1,15 @@
 """The sandbox controller: runs a program in a confined Docker container, from Trio.
 
-Two ways to run:
+Three ways to run:
 
 * **direct** (cold): create a container whose command is the program, attach, start.
 * **exec**: a container started ahead with ``sleep infinity`` (a warm one from the pool,
   or a fresh one when the run collects files), the program started with ``docker exec``.
+* **runner**: for a compiled language, test cases or a batch, a container whose main
+  process is :mod:`.runner`, which runs each step (the compile, each case, each run of a
+  batch lane) as a fresh uid, one at a time (:mod:`.session` drives it).
 
-Either way the program is ``sh -c 'cp inputs to /workspace && exec "$@" < /atomic/stdin'``
+A plain run (direct or exec) is one program in one container: the program is ``sh -c 'cp inputs to /workspace && exec "$@" < /atomic/stdin'``
 as uid 10001: the inputs come through a read-only bind mount of a per-run host
 directory, the workspace is a size-limited tmpfs (see :mod:`.limits`). The wall clock,
 the output caps and cancellation are enforced from the Trio side by killing the whole
@@ -23,23 +26,25 @@ they leave that thread (see :mod:`.engine`), and nowhere else in the server.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import logging
 import math
 import os
 import secrets
-import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import trio
 
+from .. import languages as langs
 from ..config import Settings
-from ..errors import SandboxError, SandboxUnavailable, ValidationError
-from . import paths, reaper
-from .engine import open_client, translate
-from .image import languages_from_labels
+from ..errors import AtomicError, LanguageUnavailable, SandboxError, SandboxUnavailable, ValidationError
+from . import paths, plain, reaper, session
+from .batch import Lanes
+from .engine import Engine, open_client, translate
+from .image import language_record
+from .judge import COMPARE_MODES
 from .limits import MIB, USER, WORKSPACE, Limits, default_limits, host_config_kwargs, resolve_limits
 from .pool import PoolStatistics, Sandbox, WarmPool
 from .run import (
@@ -47,13 +52,9 @@ from .run import (
     ExecutionResult,
     OnOutput,
     RunSpec,
-    cgroup_counters,
-    prepare_stream,
-    shutdown,
-    supervise,
-    verdict,
     wrapper,
 )
+from .session import Plan, Session, plan
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,6 +69,8 @@ _REFILL_QUIET_S = 0.25
 # has a few milliseconds left (packaging, archives, the final commit): on a small machine
 # the two competed, and the job's result waited for the engine's cleanup.
 _DISPOSE_DELAY_S = 0.1
+#: Test cases one run may have (the contract's maximum).
+MAX_TESTS = 64
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ class SandboxController:
         self._reason: str | None = "not checked yet"
         self._first_probe = trio.Event()  # set once Docker has been asked at least once
         self._last_start = -math.inf  # when the latest run started (trio clock)
-        self._languages: list[str] = []
+        self._languages: list[dict[str, Any]] = self._records({})
         self._last_probe = -math.inf
         self._pool = WarmPool(settings.warm_pool_size, default_limits(settings))
         self._in_use: set[str] = set()  # container ids and run directory names we own
@@ -123,6 +126,8 @@ class SandboxController:
         self._runs: dict[str, int] = {t: 0 for t in TERMINATIONS}
         self._reaped = 0
         self._engine_errors = 0
+        self._engine = Engine(call=self._call, api=self._api, kill=self._kill, settings=lambda: self._settings,
+                              limiter=self._limiter, readers=self._readers)
 
     def __repr__(self) -> str:
         state = "available" if self._available else f"unavailable ({self._reason})"
@@ -142,7 +147,35 @@ class SandboxController:
         }
 
     def languages(self) -> list[str]:
-        return list(self._languages)
+        """The languages whose image is built (as of the last probe)."""
+        return [r["name"] for r in self._languages if r["available"]]
+
+    def languages_info(self) -> list[dict[str, Any]]:
+        """The contract's language records (``name, version, compiled, entrypoint,
+        available, image``, plus ``packages``), as of the last probe: no I/O."""
+        return self._languages
+
+    def image_for(self, language: str) -> str:
+        return langs.image_name(self._settings.sandbox_image, langs.LANGUAGES[language])
+
+    def require_language(self, language: str) -> langs.Language:
+        """The language, if known and its image is built; LanguageUnavailable names the build command."""
+        lang = langs.LANGUAGES.get(language)
+        if lang is None:
+            raise ValidationError("language", "expected one of " + ", ".join(langs.LANGUAGES))
+        if self._available and language not in self.languages():
+            self._reprobe_soon()
+            raise LanguageUnavailable(language, self.image_for(language))
+        return lang
+
+    def _records(self, labels: dict[str, dict[str, str] | None]) -> list[dict[str, Any]]:
+        return [language_record(lang, self.image_for(name), labels.get(self.image_for(name)))
+                for name, lang in langs.LANGUAGES.items()]
+
+    def _reprobe_soon(self) -> None:
+        """Probe again soon (an image may have been built since): at most once a second."""
+        if trio.current_time() - self._last_probe > 1.0:
+            self._health_wakeup.set()
 
     def resolve_limits(self, user: dict[str, Any] | None) -> Limits:
         return resolve_limits(self._settings, user)
@@ -179,6 +212,13 @@ class SandboxController:
         """``fn(*args)`` in a worker thread; Docker's exceptions become ours."""
         try:
             return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter, abandon_on_cancel=abandon)
+        except AtomicError as exc:
+            if not isinstance(exc, SandboxError):
+                raise  # ours, raised on purpose inside the thread
+            err = translate(exc, self._settings.sandbox_image)
+            if isinstance(err, SandboxUnavailable):
+                self._mark_unavailable(err.message)
+            raise err from None
         except Exception as exc:  # noqa: BLE001 - translated at this boundary
             err = translate(exc, self._settings.sandbox_image)
             if isinstance(err, SandboxUnavailable):
@@ -192,17 +232,33 @@ class SandboxController:
             self._client = open_client(self._docker_url, timeout=self._settings.max_timeout_s + 120)
         return self._client.api
 
-    def _probe_sync(self) -> list[str]:
+    def _probe_sync(self) -> dict[str, dict[str, str] | None]:
+        """Ping, then the labels of every language's image (the base one must exist)."""
+        import docker.errors
+
         api = self._api()
         api.ping()
-        info = api.inspect_image(self._settings.sandbox_image)
-        return languages_from_labels((info.get("Config") or {}).get("Labels"))
+        base = self._settings.sandbox_image
+        labels: dict[str, dict[str, str] | None] = {}
+        for name in langs.LANGUAGES:
+            image = self.image_for(name)
+            if image in labels:
+                continue
+            try:
+                info = api.inspect_image(image)
+            except docker.errors.ImageNotFound:
+                if image == base:
+                    raise
+                labels[image] = None
+                continue
+            labels[image] = dict((info.get("Config") or {}).get("Labels") or {})
+        return labels
 
     async def _probe(self) -> bool:
         """Check the engine and the image; update the cached status. Never raises SandboxError."""
         self._last_probe = trio.current_time()
         try:
-            langs = await self._call(self._probe_sync, abandon=True)
+            labels = await self._call(self._probe_sync, abandon=True)
         except SandboxError as exc:
             self._mark_unavailable(exc.message)
             return False
@@ -210,7 +266,7 @@ class SandboxController:
             self._first_probe.set()
         if not self._available:
             log.info("sandbox available: %s", self._settings.sandbox_image)
-        self._available, self._reason, self._languages = True, None, langs
+        self._available, self._reason, self._languages = True, None, self._records(labels)
         self._pool.poke()
         return True
 
@@ -317,7 +373,10 @@ class SandboxController:
     def _new_name(self) -> str:
         return f"{self.owner}-{secrets.token_hex(6)}"
 
-    def _create_sync(self, name: str, run_dir: str, limits: Limits, job_id: str | None, command: list[str], role: str) -> str:
+    def _create_sync(self, name: str, run_dir: str, limits: Limits, job_id: str | None, command: list[str], role: str,
+                     image: str, runner: bool) -> str:
+        import docker.errors
+
         api = self._api()
         labels = {
             reaper.MANAGED: "1",
@@ -328,26 +387,40 @@ class SandboxController:
         }
         if job_id:
             labels[reaper.JOB] = job_id
-        host_config = api.create_host_config(**host_config_kwargs(self._settings, limits, run_dir))
-        created = api.create_container(
-            self._settings.sandbox_image,
-            command=command,
-            user=USER,
-            working_dir=WORKSPACE,
-            labels=labels,
-            name=f"atomic-{name}",
-            network_disabled=True,
-            host_config=host_config,
-        )
+        host_config = api.create_host_config(**host_config_kwargs(self._settings, limits, run_dir, runner=runner))
+        if runner:
+            paths.write_file(run_dir, session.RUNNER_FILE, session.runner_source())
+        try:
+            created = api.create_container(
+                image,
+                command=command,
+                user="0:0" if runner else USER,  # the runner: root with three capabilities
+                working_dir=WORKSPACE,
+                labels=labels,
+                name=f"atomic-{name}",
+                network_disabled=True,
+                host_config=host_config,
+                stdin_open=runner,
+            )
+        except docker.errors.ImageNotFound:
+            if image == self._settings.sandbox_image:
+                raise
+            # A language's image went away: that language is unavailable, not the sandbox.
+            lang = next(n for n in langs.LANGUAGES if self.image_for(n) == image)
+            raise LanguageUnavailable(lang, image) from None
         return str(created["Id"])
 
-    async def _new_sandbox(self, limits: Limits, job_id: str | None, command: list[str], role: str, warm: bool) -> Sandbox:
+    async def _new_sandbox(self, limits: Limits, job_id: str | None, command: list[str], role: str, warm: bool,
+                           image: str | None = None, runner: bool = False) -> Sandbox:
         name = self._new_name()
         self._in_use.add(name)
+        image = image or self._settings.sandbox_image
         try:
             run_dir = await trio.to_thread.run_sync(paths.make_run_dir, self._work_root, name)
-            cid = await self._call(self._create_sync, name, run_dir, limits, job_id, command, role)
-        except BaseException:
+            cid = await self._call(self._create_sync, name, run_dir, limits, job_id, command, role, image, runner)
+        except BaseException as exc:
+            if isinstance(exc, LanguageUnavailable):
+                self._reprobe_soon()
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(paths.remove_run_dir, os.path.join(self._work_root, name))
             self._in_use.discard(name)
@@ -355,8 +428,9 @@ class SandboxController:
         self._in_use.add(cid)
         return Sandbox(container_id=cid, run_dir=run_dir, name=name, limits=limits, warm=warm)
 
-    async def _create_sleeper(self, limits: Limits, job_id: str | None, *, warm: bool) -> Sandbox:
-        sb = await self._new_sandbox(limits, job_id, ["sleep", "infinity"], "warm" if warm else "exec", warm)
+    async def _create_sleeper(self, limits: Limits, job_id: str | None, *, warm: bool,
+                              image: str | None = None) -> Sandbox:
+        sb = await self._new_sandbox(limits, job_id, ["sleep", "infinity"], "warm" if warm else "exec", warm, image)
         try:
             await self._call(self._api().start, sb.container_id)
         except BaseException:
@@ -414,34 +488,60 @@ class SandboxController:
 
     # --- runs --------------------------------------------------------------------------
 
+    def _check(self, spec: RunSpec) -> tuple[Limits, list[tuple[str, bytes]], langs.Language]:
+        """Everything about ``spec`` that can be refused before any container exists."""
+        limits = spec.limits or self._pool.limits
+        files = paths.check_files(spec.files, self._settings.disk_mb * MIB)
+        lang = langs.LANGUAGES.get(spec.language)
+        if lang is None:
+            raise ValidationError("language", "expected one of " + ", ".join(langs.LANGUAGES))
+        if spec.command is not None and (
+            not spec.command or not all(isinstance(a, str) and "\0" not in a for a in spec.command)
+        ):
+            raise ValidationError("command", "expected a non-empty list of strings")
+        if not isinstance(spec.stdin, (bytes, bytearray)):
+            raise ValidationError("stdin", "expected bytes")
+        for name, args in [("args", spec.args), *(("tests[].args", c.args or ()) for c in spec.tests or ())]:
+            if not all(isinstance(a, str) and "\0" not in a for a in args):
+                raise ValidationError(name, "expected a list of strings without NUL")
+        if spec.tests is not None and not 1 <= len(spec.tests) <= MAX_TESTS:
+            raise ValidationError("tests", f"expected 1..{MAX_TESTS} test cases")
+        if spec.compare not in COMPARE_MODES:
+            raise ValidationError("compare", "expected one of " + ", ".join(COMPARE_MODES))
+        return limits, files, lang
+
     async def execute(self, spec: RunSpec, on_output: OnOutput | None = None) -> ExecutionResult:
         """Run ``spec`` to completion. Program failures are results, not exceptions.
 
         Raises ValidationError (bad files or command, before any container),
-        SandboxUnavailable (no engine or image) or SandboxError (engine failure).
-        If cancelled, the container is killed and removed before Cancelled propagates.
+        LanguageUnavailable (its image is not built), SandboxUnavailable (no engine or
+        image) or SandboxError (engine failure). If cancelled, the container is killed
+        and removed before Cancelled propagates.
         """
-        limits = spec.limits or self._pool.limits
-        files = paths.check_files(spec.files, self._settings.disk_mb * MIB)
-        if not spec.command or not all(isinstance(a, str) and "\0" not in a for a in spec.command):
-            raise ValidationError("command", "expected a non-empty list of strings")
-        if not isinstance(spec.stdin, (bytes, bytearray)):
-            raise ValidationError("stdin", "expected bytes")
+        limits, files, lang = self._check(spec)
         await self._require_available()
+        self.require_language(lang.name)
+        if lang.compiled or spec.tests is not None:
+            p = plan(spec, files, limits)
+            async with self._session(self.image_for(lang.name), session.limits_for_start(p, self._settings),
+                                     spec.job_id) as sess:
+                return await self._judged(sess, p, on_output)
 
-        sb = self._pool.take_nowait(limits)
+        image = self.image_for(lang.name)
+        argv = [*(spec.command or lang.command(spec.entrypoint or lang.default_entry(f for f, _ in files))),
+                *spec.args]
+        sb = self._pool.take_nowait(limits) if image == self._settings.sandbox_image else None
         self._last_start = trio.current_time()
         self._active += 1
         termination = "error"
         try:
             if sb is not None or spec.collect:
                 if sb is None:
-                    sb = await self._create_sleeper(limits, spec.job_id, warm=False)
-                result = await self._run_exec(sb, spec, files, limits, on_output)
+                    sb = await self._create_sleeper(limits, spec.job_id, warm=False, image=image)
+                result = await plain.run_exec(self._engine, sb, argv, spec, files, limits, on_output)
             else:
-                command = wrapper(spec.command, limits)
-                sb = await self._new_sandbox(limits, spec.job_id, command, "run", warm=False)
-                result = await self._run_direct(sb, spec, files, limits, on_output)
+                sb = await self._new_sandbox(limits, spec.job_id, wrapper(argv, limits), "run", warm=False, image=image)
+                result = await plain.run_direct(self._engine, sb, spec, files, limits, on_output)
             termination = result.termination
             return result
         except BaseException as exc:
@@ -459,102 +559,86 @@ class SandboxController:
             if self._pool.size:
                 self._pool.poke()
 
-    async def _run_direct(
-        self, sb: Sandbox, spec: RunSpec, files: list[tuple[str, bytes]], limits: Limits, on_output: OnOutput | None
-    ) -> ExecutionResult:
-        await trio.to_thread.run_sync(paths.write_inputs, sb.run_dir, files, bytes(spec.stdin), limiter=self._limiter)
-        api = self._api()
-        params = {"stdout": 1, "stderr": 1, "stream": 1, "logs": 0}
-        sock = prepare_stream(await self._call(api.attach_socket, sb.container_id, params))
+    async def execute_batch(self, specs: list[RunSpec]) -> list[ExecutionResult | AtomicError]:
+        """Run every spec in runner sandboxes, ``batch_lanes`` sandboxes at a time, each
+        serving one run after another (:mod:`.runner` keeps them apart). Results come in
+        order; a run that cannot be run (bad input, language not built, engine failure)
+        has its error in its place. Cancelled: every sandbox is removed first."""
+        results: list[ExecutionResult | AtomicError | None] = [None] * len(specs)
+        todo: list[tuple[int, str, Plan]] = []
+        for i, spec in enumerate(specs):
+            try:
+                limits, files, lang = self._check(spec)
+                todo.append((i, self.image_for(lang.name), plan(spec, files, limits)))
+            except ValidationError as exc:
+                results[i] = exc
+        if todo:
+            await self._require_available()
+            ready = []
+            for i, image, p in todo:
+                try:
+                    self.require_language(p.language.name)
+                    ready.append((i, image, p))
+                except ValidationError as exc:
+                    results[i] = exc
+            lanes = Lanes(ready, self._settings.batch_lanes)
+            async with trio.open_nursery() as nursery:
+                for _ in range(lanes.count):
+                    nursery.start_soon(self._lane, lanes, results)
+        return [r if r is not None else SandboxError("the run was not started") for r in results]
 
-        async def exit_code() -> int | None:
-            # Side-effect free, so abandoned if the deadline passes first.
-            info = await self._call(api.wait, sb.container_id, abandon=True)
-            return info.get("StatusCode")
+    async def _lane(self, lanes: Lanes, results: list[ExecutionResult | AtomicError | None]) -> None:
+        """One sandbox after another, each running this lane's runs of its image in turn."""
+        pending = lanes.take()
+        while pending is not None:
+            image, first = pending[1], pending[2]
+            try:
+                async with self._session(image, session.limits_for_start(first, self._settings), None) as sess:
+                    while pending is not None:
+                        i, _, p = pending
+                        pending = None
+                        try:
+                            results[i] = await self._judged(sess, p, None)
+                        except SandboxError as exc:
+                            results[i] = exc
+                        if sess.broken:
+                            break
+                        pending = lanes.take(image)
+            except (SandboxError, LanguageUnavailable) as exc:
+                if pending is not None:  # the sandbox for it never started
+                    results[pending[0]] = exc
+                    pending = None
+            if pending is None:
+                pending = lanes.take()
 
-        t0 = time.perf_counter()
+    @contextlib.asynccontextmanager
+    async def _session(self, image: str, limits: Limits, job_id: str | None) -> AsyncIterator[Session]:
+        """A runner sandbox of ``image``, created with ``limits``, removed afterwards."""
+        self._last_start = trio.current_time()
+        sb = await self._new_sandbox(limits, job_id, session.RUNNER_COMMAND, "runner", warm=False, image=image,
+                                     runner=True)
+        reusable = False
         try:
-            await self._call(api.start, sb.container_id)
-            out, killed, counters, code = await supervise(
-                sb, sock, limits, on_output, exit_code, self._kill, settings=self._settings, readers=self._readers
-            )
+            async with session.serving(sb, self._engine) as sess:
+                yield sess
+                reusable = not sess.broken
         finally:
-            shutdown(sock)
-        duration = (time.perf_counter() - t0) * 1000
-        oom = bool(counters and counters[0])
-        if not oom and code is not None and code >= 128:
-            state = await self._call(api.inspect_container, sb.container_id, abandon=True)
-            oom = bool(state["State"].get("OOMKilled"))
-        # The cgroup is gone once the container exits: stderr is the fallback witness.
-        return verdict(code, out, killed, oom, counters, duration, [], final_counters=False)
+            if reusable and self._nursery is not None:
+                self._dispose(sb)
+            else:
+                await self._remove(sb)  # shielded and bounded inside
 
-    async def _run_exec(
-        self, sb: Sandbox, spec: RunSpec, files: list[tuple[str, bytes]], limits: Limits, on_output: OnOutput | None
-    ) -> ExecutionResult:
-        await trio.to_thread.run_sync(paths.write_inputs, sb.run_dir, files, bytes(spec.stdin), limiter=self._limiter)
-        api = self._api()
-        cmd = wrapper(spec.command, limits)
-        create = functools.partial(api.exec_create, sb.container_id, cmd, user=USER, workdir=WORKSPACE)
-        exec_id = (await self._call(create))["Id"]
-
-        async def exit_code() -> int | None:
-            # The output can end before the process does (it may close its descriptors).
-            while True:
-                info = await self._call(api.exec_inspect, exec_id, abandon=True)
-                if not info.get("Running"):
-                    return info.get("ExitCode")
-                await trio.sleep(0.02)
-
-        t0 = time.perf_counter()
-        sock = prepare_stream(await self._call(lambda: api.exec_start(exec_id, socket=True)))
+    async def _judged(self, sess: Session, p: Plan, on_output: OnOutput | None) -> ExecutionResult:
+        self._active += 1
+        termination = "error"
         try:
-            out, killed, counters, code = await supervise(
-                sb, sock, limits, on_output, exit_code, self._kill, settings=self._settings, readers=self._readers
-            )
+            result = await sess.run(p, on_output)
+            termination = result.termination
+            return result
+        except BaseException as exc:
+            if _is_cancellation(exc):
+                termination = "cancelled"
+            raise
         finally:
-            shutdown(sock)
-        duration = (time.perf_counter() - t0) * 1000
-        final = cgroup_counters(sb.container_id) if killed is None else None
-        counters = final if final is not None else counters
-        oom = bool(counters and counters[0])
-        if not oom and killed is None and counters is None and code is not None and code >= 128:
-            # No cgroup view: the engine records an OOM kill once the container stops.
-            await self._kill(sb)
-            state = await self._call(api.inspect_container, sb.container_id, abandon=True)
-            oom = bool(state["State"].get("OOMKilled"))
-        files_out: list[tuple[str, bytes]] = []
-        if spec.collect and killed is None and not oom:
-            files_out = await self._collect(sb, dict(files))
-        return verdict(code, out, killed, oom, counters, duration, files_out, final_counters=final is not None)
-
-    async def _collect(self, sb: Sandbox, inputs: dict[str, bytes]) -> list[tuple[str, bytes]]:
-        """What the program left in the workspace: regular files only, never followed links."""
-        import io
-
-        api = self._api()
-        cap = self._settings.disk_mb * MIB
-        tar = ["tar", "-C", WORKSPACE, "-cf", "-", "."]
-        exec_id = (await self._call(functools.partial(api.exec_create, sb.container_id, tar, user=USER)))["Id"]
-        sock = prepare_stream(await self._call(lambda: api.exec_start(exec_id, socket=True)))
-
-        def read_all() -> bytes:
-            from docker.utils.socket import frames_iter
-
-            data = bytearray()
-            for stream_id, chunk in frames_iter(sock, tty=False):
-                if stream_id == 1 and len(data) <= cap + (1 << 20):
-                    data += chunk
-            return bytes(data)
-
-        try:
-            blob = await trio.to_thread.run_sync(read_all, limiter=self._readers, abandon_on_cancel=True)
-        except OSError as exc:
-            raise SandboxError(f"collecting the workspace failed: {exc}") from None
-        finally:
-            shutdown(sock)
-        try:
-            files_out, _ = paths.read_tar_files(io.BytesIO(blob), inputs, cap)
-        except Exception as exc:  # noqa: BLE001 - a torn archive (workspace still changing)
-            log.warning("workspace archive unreadable: %s", exc)
-            return []
-        return files_out
+            self._active -= 1
+            self._runs[termination] += 1

@@ -20,11 +20,14 @@ from typing import Any
 import trio
 
 from ..config import Settings
+from .judge import compile_failed, run_verdict
 from .limits import INPUT_MOUNT, WORKSPACE, Limits, cpu_seconds
 from .pool import Sandbox
 
 TERMINATIONS = ("exited", "timeout", "oom", "pids", "output_limit", "cancelled", "error")
-OnOutput = Callable[[str, str], None]
+# (stream, text, case): ``case`` names the test case the output is from (its name, else
+# its index), None for a plain run.
+OnOutput = Callable[[str, str, "str | int | None"], None]
 
 # What a process prints when fork/clone fails with EAGAIN (pids limit), when no cgroup
 # counter can tell us.
@@ -33,29 +36,51 @@ _POLL_S = 0.1
 
 
 @dataclass(frozen=True)
+class Case:
+    """One test case: the program runs once with it. ``None`` takes the run's own value."""
+
+    name: str | None = None
+    stdin: bytes | None = None
+    args: tuple[str, ...] | None = None
+    expected_stdout: str | None = None
+    expected_exit_code: int | None = None
+
+
+@dataclass(frozen=True)
 class RunSpec:
-    """One program run. ``limits=None`` means the server defaults."""
+    """One program run. ``limits=None`` means the server defaults.
+
+    ``command`` replaces the language's run command (for a compiled language, the command
+    run after the compile); None runs ``entrypoint`` (default: the language's) the
+    language's way. ``args`` follow the command. With ``tests`` the program runs once per
+    case, after one compile, and each case gets a verdict (:mod:`.judge`).
+    """
 
     files: list[tuple[str, bytes]]
-    command: list[str]
+    command: list[str] | None = None
     stdin: bytes = b""
     limits: Limits | None = None
     job_id: str | None = None
     collect: bool = False
+    language: str = "python"
+    entrypoint: str | None = None
+    args: tuple[str, ...] = ()
+    tests: tuple[Case, ...] | None = None
+    compare: str = "lines"
 
 
 @dataclass(frozen=True)
-class ExecutionResult:
+class StepResult:
+    """How one process ended: a run, a test case or a compile."""
+
     exit_code: int | None
     stdout: str
     stderr: str
     duration_ms: float
     termination: str
     truncated: bool
-    files_out: list[tuple[str, bytes]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """The contract's execution record."""
         return {
             "exit_code": self.exit_code,
             "stdout": self.stdout,
@@ -64,6 +89,91 @@ class ExecutionResult:
             "termination": self.termination,
             "truncated": self.truncated,
         }
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    name: str | None
+    verdict: str
+    result: StepResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "verdict": self.verdict, **self.result.to_dict()}
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """What a run came to. The run fields are the run's own, or, with test cases, those of
+    the first case not accepted (else the last case's); ``verdict`` likewise."""
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    duration_ms: float
+    termination: str
+    truncated: bool
+    files_out: list[tuple[str, bytes]] = field(default_factory=list)
+    verdict: str = ""  # empty: judged from termination and exit code (a plain run)
+    compile: StepResult | None = None
+    tests: tuple[CaseResult, ...] | None = None
+    total: int | None = None  # test cases asked for (all of them run, unless the compile failed)
+
+    def __post_init__(self) -> None:
+        if not self.verdict:
+            object.__setattr__(self, "verdict", run_verdict(self.termination, self.exit_code))
+
+    @classmethod
+    def of_steps(
+        cls, compile: StepResult | None, cases: list[CaseResult], *, tests: int | None
+    ) -> ExecutionResult:
+        """A compiled or judged run: ``cases`` are the runs after the compile (one without
+        test cases; none when the compile failed); ``tests`` is how many cases were asked
+        for (None: a run without test cases)."""
+        if compile is not None and compile_failed(compile.termination, compile.exit_code):
+            # No runs: the run fields show the compiler's, so a reader of stdout/stderr
+            # alone still sees why.
+            return cls(**_fields(compile), verdict="compile_error", compile=compile,
+                       tests=None if tests is None else (), total=tests)
+        if not cases:
+            raise ValueError("a run with no compile error has at least one case")
+        top = next((c for c in cases if c.verdict != "accepted"), cases[-1])
+        return cls(**_fields(top.result), verdict=top.verdict, compile=compile,
+                   tests=None if tests is None else tuple(cases), total=tests)
+
+    @property
+    def passed(self) -> int:
+        return sum(1 for t in self.tests or () if t.verdict == "accepted")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's execution result."""
+        out: dict[str, Any] = {
+            "exit_code": self.exit_code,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "duration_ms": round(self.duration_ms, 3),
+            "termination": self.termination,
+            "truncated": self.truncated,
+            "verdict": self.verdict,
+            "compile": None,
+        }
+        if self.compile is not None:
+            out["compile"] = {k: v for k, v in self.compile.to_dict().items() if k != "truncated"}
+        if self.tests is not None:
+            out["tests"] = [t.to_dict() for t in self.tests]
+            out["passed"] = self.passed
+            out["total"] = len(self.tests) if self.total is None else self.total
+        return out
+
+
+def _fields(step: StepResult) -> dict[str, Any]:
+    return {
+        "exit_code": step.exit_code,
+        "stdout": step.stdout,
+        "stderr": step.stderr,
+        "duration_ms": step.duration_ms,
+        "termination": step.termination,
+        "truncated": step.truncated,
+    }
 
 
 def wrapper(command: list[str], limits: Limits) -> list[str]:
@@ -157,7 +267,7 @@ class Output:
         if self.on_output is not None:
             text = self.dec[name].decode(data)
             if text:
-                self.on_output(name, text)
+                self.on_output(name, text, None)
 
     def text(self, name: str) -> str:
         # Not final: a multibyte character cut by the cap is dropped, not mangled.
@@ -235,7 +345,7 @@ async def supervise(
     return out, killed, counters, code
 
 
-def verdict(
+def outcome(
     code: int | None,
     out: Output,
     killed: str | None,

@@ -273,41 +273,43 @@ def create_app(rt: Runtime) -> QuartTrio:
         )
 
     # --- execute -------------------------------------------------------------------------
-    async def _execute_one(run: dict[str, Any]) -> dict[str, Any]:
-        from ..sandbox import RunSpec
+    def _spec(run: dict[str, Any]) -> Any:
+        from ..sandbox import Case, RunSpec
 
-        limits = rt.sandbox.resolve_limits(run["limits"] or None)
-        spec = RunSpec(files=run["files"], command=run["command"], stdin=run["stdin"], limits=limits)
-        result = await rt.manager.execute(spec, run["priority"])
-        return result.to_dict()
+        tests = run["tests"]
+        return RunSpec(
+            files=run["files"], command=run["command"], stdin=run["stdin"],
+            limits=rt.sandbox.resolve_limits(run["limits"] or None),
+            language=run["language"], entrypoint=run["entrypoint"], args=tuple(run["args"]),
+            tests=None if tests is None else tuple(
+                Case(name=t["name"], stdin=t["stdin"], args=None if t["args"] is None else tuple(t["args"]),
+                     expected_stdout=t["expected_stdout"], expected_exit_code=t["expected_exit_code"])
+                for t in tests),
+            compare=run["compare"],
+        )
 
     @app.post("/api/execute")
     async def execute() -> Response:
         body = await json_body()
-        run = reqs.parse_execute(body, supported=languages())
-        return json_response(await _execute_one(run))
+        run = reqs.parse_execute(body, supported=languages(), output_limit=rt.settings.output_limit_bytes)
+        result = await rt.manager.execute(_spec(run), run["priority"])
+        return json_response(result.to_dict())
 
     @app.post("/api/execute/batch")
     async def execute_batch() -> Response:
         body = await json_body()
-        runs = reqs.parse_batch(body, supported=languages())
+        runs = reqs.parse_batch(body, supported=languages(), output_limit=rt.settings.output_limit_bytes)
+        specs = []
         for i, run in enumerate(runs):
             try:
-                rt.sandbox.resolve_limits(run["limits"] or None)
+                specs.append(_spec(run))
             except errors.ValidationError as exc:
                 raise errors.ValidationError(f"runs[{i}].{exc.field}", exc.message.split(": ", 1)[1]) from None
-        results: list[dict[str, Any] | None] = [None] * len(runs)
-
-        async def one(i: int, run: dict[str, Any]) -> None:
-            try:
-                results[i] = await _execute_one(run)
-            except errors.AtomicError as exc:
-                results[i] = {"error": exc.to_dict()}
-
-        async with trio.open_nursery() as nursery:
-            for i, run in enumerate(runs):
-                nursery.start_soon(one, i, run)
-        return json_response({"results": results})
+        priority = max((run["priority"] for run in runs), key=reqs.PRIORITIES.index)
+        results = await rt.manager.execute_batch(specs, priority)
+        return json_response({"results": [
+            {"error": r.to_dict()} if isinstance(r, errors.AtomicError) else r.to_dict() for r in results
+        ]})
 
     from .ws import register_websocket
 

@@ -51,7 +51,9 @@ async def test_normal_run_with_stdin(controller):
     res = await run(controller, "import sys\ndata = sys.stdin.read()\nprint('got', data.upper())", stdin=b"hello")
     assert res.termination == "exited" and res.exit_code == 0
     assert res.stdout == "got HELLO\n" and res.stderr == "" and not res.truncated
-    assert set(res.to_dict()) == {"exit_code", "stdout", "stderr", "duration_ms", "termination", "truncated"}
+    assert set(res.to_dict()) == {"exit_code", "stdout", "stderr", "duration_ms", "termination", "truncated",
+                                  "verdict", "compile"}
+    assert (res.verdict, res.compile) == ("accepted", None)
 
 
 async def test_exit_code_propagation(any_controller):
@@ -71,7 +73,7 @@ async def test_files_in_nested_and_command_not_found(controller):
 async def test_live_output_arrives_before_the_end(any_controller):
     events: list[tuple[float, str, str]] = []
     src = "import time, sys\nprint('first', flush=True)\nprint('é' * 3, file=sys.stderr, flush=True)\ntime.sleep(1)\nprint('second')"
-    res = await run(any_controller, src, on_output=lambda s, t: events.append((trio.current_time(), s, t)))
+    res = await run(any_controller, src, on_output=lambda s, t, c: events.append((trio.current_time(), s, t)))
     end = trio.current_time()
     assert res.termination == "exited"
     # The first line came while the program was still running (it sleeps 1 s after it).
@@ -203,7 +205,7 @@ async def test_cancelled_run_is_killed_and_removed(controller, docker_client):
 
             async def victim() -> None:
                 await run(controller, "import time\nprint('up', flush=True)\ntime.sleep(60)",
-                          limits={"timeout_s": 60}, job_id="cancel-me", on_output=lambda s, t: started.set())
+                          limits={"timeout_s": 60}, job_id="cancel-me", on_output=lambda s, t, c: started.set())
 
             nursery.start_soon(victim)
             await started.wait()
