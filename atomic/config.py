@@ -154,7 +154,7 @@ class Settings:
         default=2048, metadata=_meta("maximum memory of a compile step (MiB)", "int>0")
     )
     batch_lanes: int = field(
-        default=2, metadata=_meta("sandboxes one /api/execute/batch runs in at once", "int>0")
+        default=2, metadata=_meta("batch runs executing at once, over all batches (each lane a sandbox)", "int>0")
     )
     warm_pool_size: int = field(default=2, metadata=_meta("pre-started sandboxes (0 disables)", "int>=0"))
     reap_interval_s: float = field(default=60.0, metadata=_meta("seconds between orphan sweeps", "float>0"))

@@ -107,6 +107,9 @@ class SandboxController:
         self._docker_url = docker_url or settings.docker_host
         self._limiter = trio.CapacityLimiter(settings.threads)
         self._readers = trio.CapacityLimiter(math.inf)  # stream readers block for a whole run
+        # Batch runs executing at once, over every batch: each lane holds a sandbox, but
+        # runs a job only with a slot, so concurrent batches share the CPUs, not multiply.
+        self._lane_slots = trio.CapacityLimiter(settings.batch_lanes)
         self._client: Any = None
         self._available = False
         self._reason: str | None = "not checked yet"
@@ -598,7 +601,8 @@ class SandboxController:
                         i, _, p = pending
                         pending = None
                         try:
-                            results[i] = await self._judged(sess, p, None)
+                            async with self._lane_slots:
+                                results[i] = await self._judged(sess, p, None)
                         except SandboxError as exc:
                             results[i] = exc
                         if sess.broken:

@@ -247,15 +247,22 @@ class Runner:
         environ = {"PATH": PATH, "HOME": work, "TMPDIR": tmp, "LANG": "C.UTF-8",
                    "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
         environ.update({k: str(v).replace("{tmp}", tmp) for k, v in env.items()})
+        try:
+            # Its directories and its stdin, made as its uid (here, not in the child: a
+            # forked Python touching its heap costs milliseconds of copy-on-write).
+            stdin_fd = self.as_user(uid, _workspace, work, tmp, copy_from, stdin)
+        except OSError as exc:
+            print(f"runner: step {label} could not be set up: {exc}", file=sys.stderr, flush=True)
+            self._end(label, None, "error", 0.0, False)
+            return
         before = self.counters.read()
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         serr_r, serr_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
-        if pid == 0:  # the child: become uid, set up, exec; never returns
-            _child(uid, work, tmp, copy_from, argv, environ, stdin, int(step["cpu_s"]), umask,
-                   err_w, out_w, serr_w)
-        for fd in (err_w, out_w, serr_w):
+        if pid == 0:  # the child: become uid and exec; never returns
+            _child(uid, work, argv, environ, int(step["cpu_s"]), umask, stdin_fd, err_w, out_w, serr_w)
+        for fd in (err_w, out_w, serr_w, stdin_fd):
             os.close(fd)
         failure = _read_all(err_r)
         t0 = time.monotonic()
@@ -465,8 +472,27 @@ def _prepare(build_dir: str, build_tmp: str, files: list[list[str]]) -> str | No
     return None
 
 
-def _child(uid: int, work: str, tmp: str, copy_from: str | None, argv: list[str], environ: dict[str, str],
-           stdin: bytes, cpu_s: int, umask: int, err_w: int, out_w: int, serr_w: int) -> None:
+def _workspace(work: str, tmp: str, copy_from: str | None, stdin: bytes) -> int:
+    """A step's directories (a copy of the build directory, unless it is the compile) and
+    its stdin, as an open descriptor of an already removed file."""
+    if copy_from is not None:
+        shutil.copytree(copy_from, work, symlinks=True)
+        os.chmod(work, 0o700)
+        os.mkdir(tmp, 0o700)
+    name = os.path.join(tmp, ".stdin")
+    fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(stdin)
+        while view:
+            view = view[os.write(fd, view):]
+        os.lseek(fd, 0, os.SEEK_SET)
+    finally:
+        os.unlink(name)
+    return fd
+
+
+def _child(uid: int, work: str, argv: list[str], environ: dict[str, str], cpu_s: int, umask: int, stdin_fd: int,
+           err_w: int, out_w: int, serr_w: int) -> None:
     stage = "setup"
     try:
         os.setsid()
@@ -475,19 +501,7 @@ def _child(uid: int, work: str, tmp: str, copy_from: str | None, argv: list[str]
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)  # every capability goes with root
         os.umask(umask)
-        if copy_from is not None:
-            shutil.copytree(copy_from, work, symlinks=True)
-            os.chmod(work, 0o700)
-            os.mkdir(tmp, 0o700)
-        name = os.path.join(tmp, ".stdin")
-        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        view = memoryview(stdin)
-        while view:
-            view = view[os.write(fd, view):]
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.unlink(name)
-        os.dup2(fd, 0)
-        os.close(fd)
+        os.dup2(stdin_fd, 0)
         os.dup2(out_w, 1)
         os.dup2(serr_w, 2)
         os.chdir(work)
