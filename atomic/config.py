@@ -122,7 +122,7 @@ class Settings:
     # --- sandbox
     sandbox_image: str = field(
         default="atomic-sandbox:latest",
-        metadata=_meta("base sandbox image (python, shell); other languages: <name>-<language>:<tag>", "str"),
+        metadata=_meta("base sandbox image (python, shell); another language's name adds -LANGUAGE", "str"),
     )
     image_cache_dir: str = field(
         default_factory=_default_cache_dir,
