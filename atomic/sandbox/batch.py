@@ -10,8 +10,12 @@ answer is the order of the request.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+from ..errors import LanguageUnavailable, SandboxError
 
 T = TypeVar("T")
 
@@ -42,3 +46,35 @@ class Lanes(Generic[T]):
             del self._by_image[item[1]]
         self.taken += 1
         return item
+
+
+async def run_lane(
+    lanes: Lanes[T],
+    results: list[Any],
+    sandbox: Callable[[str, T], contextlib.AbstractAsyncContextManager[Any]],
+    run: Callable[[Any, T], Awaitable[Any]],
+) -> None:
+    """One lane: a sandbox after another (``sandbox(image, first run)``), each running
+    the lane's runs of its image in turn (``run(session, item)``), until none is left.
+    A run's engine failure is its result; a sandbox that breaks is replaced."""
+    pending = lanes.take()
+    while pending is not None:
+        image, first = pending[1], pending[2]
+        try:
+            async with sandbox(image, first) as sess:
+                while pending is not None:
+                    i, _, item = pending
+                    pending = None
+                    try:
+                        results[i] = await run(sess, item)
+                    except SandboxError as exc:
+                        results[i] = exc
+                    if sess.broken:
+                        break
+                    pending = lanes.take(image)
+        except (SandboxError, LanguageUnavailable) as exc:
+            if pending is not None:  # the sandbox for it never started
+                results[pending[0]] = exc
+                pending = None
+        if pending is None:
+            pending = lanes.take()

@@ -41,11 +41,10 @@ from .. import languages as langs
 from ..config import Settings
 from ..errors import AtomicError, LanguageUnavailable, SandboxError, SandboxUnavailable, ValidationError
 from . import paths, plain, reaper, session
-from .batch import Lanes
+from .batch import Lanes, run_lane
 from .engine import Engine, open_client, translate
 from .image import language_record
-from .judge import COMPARE_MODES
-from .limits import MIB, USER, WORKSPACE, Limits, default_limits, host_config_kwargs, resolve_limits
+from .limits import USER, WORKSPACE, Limits, default_limits, host_config_kwargs, resolve_limits
 from .pool import PoolStatistics, Sandbox, WarmPool
 from .run import (
     TERMINATIONS,
@@ -69,8 +68,6 @@ _REFILL_QUIET_S = 0.25
 # has a few milliseconds left (packaging, archives, the final commit): on a small machine
 # the two competed, and the job's result waited for the engine's cleanup.
 _DISPOSE_DELAY_S = 0.1
-#: Test cases one run may have (the contract's maximum).
-MAX_TESTS = 64
 
 
 @dataclass(frozen=True)
@@ -491,28 +488,6 @@ class SandboxController:
 
     # --- runs --------------------------------------------------------------------------
 
-    def _check(self, spec: RunSpec) -> tuple[Limits, list[tuple[str, bytes]], langs.Language]:
-        """Everything about ``spec`` that can be refused before any container exists."""
-        limits = spec.limits or self._pool.limits
-        files = paths.check_files(spec.files, self._settings.disk_mb * MIB)
-        lang = langs.LANGUAGES.get(spec.language)
-        if lang is None:
-            raise ValidationError("language", "expected one of " + ", ".join(langs.LANGUAGES))
-        if spec.command is not None and (
-            not spec.command or not all(isinstance(a, str) and "\0" not in a for a in spec.command)
-        ):
-            raise ValidationError("command", "expected a non-empty list of strings")
-        if not isinstance(spec.stdin, (bytes, bytearray)):
-            raise ValidationError("stdin", "expected bytes")
-        for name, args in [("args", spec.args), *(("tests[].args", c.args or ()) for c in spec.tests or ())]:
-            if not all(isinstance(a, str) and "\0" not in a for a in args):
-                raise ValidationError(name, "expected a list of strings without NUL")
-        if spec.tests is not None and not 1 <= len(spec.tests) <= MAX_TESTS:
-            raise ValidationError("tests", f"expected 1..{MAX_TESTS} test cases")
-        if spec.compare not in COMPARE_MODES:
-            raise ValidationError("compare", "expected one of " + ", ".join(COMPARE_MODES))
-        return limits, files, lang
-
     async def execute(self, spec: RunSpec, on_output: OnOutput | None = None) -> ExecutionResult:
         """Run ``spec`` to completion. Program failures are results, not exceptions.
 
@@ -521,7 +496,7 @@ class SandboxController:
         image) or SandboxError (engine failure). If cancelled, the container is killed
         and removed before Cancelled propagates.
         """
-        limits, files, lang = self._check(spec)
+        limits, files, lang = session.check(spec, self._settings, self._pool.limits)
         await self._require_available()
         self.require_language(lang.name)
         if lang.compiled or spec.tests is not None:
@@ -571,7 +546,7 @@ class SandboxController:
         todo: list[tuple[int, str, Plan]] = []
         for i, spec in enumerate(specs):
             try:
-                limits, files, lang = self._check(spec)
+                limits, files, lang = session.check(spec, self._settings, self._pool.limits)
                 todo.append((i, self.image_for(lang.name), plan(spec, files, limits)))
             except ValidationError as exc:
                 results[i] = exc
@@ -585,35 +560,18 @@ class SandboxController:
                 except ValidationError as exc:
                     results[i] = exc
             lanes = Lanes(ready, self._settings.batch_lanes)
+
+            def sandbox(image: str, first: Plan) -> contextlib.AbstractAsyncContextManager[Session]:
+                return self._session(image, session.limits_for_start(first, self._settings), None)
+
+            async def judged(sess: Session, p: Plan) -> ExecutionResult:
+                async with self._lane_slots:
+                    return await self._judged(sess, p, None)
+
             async with trio.open_nursery() as nursery:
                 for _ in range(lanes.count):
-                    nursery.start_soon(self._lane, lanes, results)
+                    nursery.start_soon(run_lane, lanes, results, sandbox, judged)
         return [r if r is not None else SandboxError("the run was not started") for r in results]
-
-    async def _lane(self, lanes: Lanes, results: list[ExecutionResult | AtomicError | None]) -> None:
-        """One sandbox after another, each running this lane's runs of its image in turn."""
-        pending = lanes.take()
-        while pending is not None:
-            image, first = pending[1], pending[2]
-            try:
-                async with self._session(image, session.limits_for_start(first, self._settings), None) as sess:
-                    while pending is not None:
-                        i, _, p = pending
-                        pending = None
-                        try:
-                            async with self._lane_slots:
-                                results[i] = await self._judged(sess, p, None)
-                        except SandboxError as exc:
-                            results[i] = exc
-                        if sess.broken:
-                            break
-                        pending = lanes.take(image)
-            except (SandboxError, LanguageUnavailable) as exc:
-                if pending is not None:  # the sandbox for it never started
-                    results[pending[0]] = exc
-                    pending = None
-            if pending is None:
-                pending = lanes.take()
 
     @contextlib.asynccontextmanager
     async def _session(self, image: str, limits: Limits, job_id: str | None) -> AsyncIterator[Session]:

@@ -30,10 +30,11 @@ from typing import Any
 import trio
 
 from ..config import Settings
-from ..errors import SandboxError
+from ..errors import SandboxError, ValidationError
 from ..languages import LANGUAGES, Language
 from .engine import Engine
-from .judge import case_verdict, compile_failed, run_verdict
+from . import paths
+from .judge import COMPARE_MODES, case_verdict, compile_failed, run_verdict
 from .limits import INPUT_MOUNT, MIB, RUNNER_PIDS, Limits, cpu_seconds
 from .pool import Sandbox
 from .run import CaseResult, ExecutionResult, OnOutput, RunSpec, StepResult, prepare_stream, shutdown
@@ -81,6 +82,33 @@ class Plan:
         tests = self.spec.tests
         name = tests[i].name if tests is not None else None
         return name if name is not None else i
+
+
+#: Test cases one run may have (the contract's maximum).
+MAX_TESTS = 64
+
+
+def check(spec: RunSpec, settings: Settings, default: Limits) -> tuple[Limits, list[tuple[str, bytes]], Language]:
+    """Everything about ``spec`` that can be refused before any container exists."""
+    limits = spec.limits or default
+    files = paths.check_files(spec.files, settings.disk_mb * MIB)
+    lang = LANGUAGES.get(spec.language)
+    if lang is None:
+        raise ValidationError("language", "expected one of " + ", ".join(LANGUAGES))
+    if spec.command is not None and (
+        not spec.command or not all(isinstance(a, str) and "\0" not in a for a in spec.command)
+    ):
+        raise ValidationError("command", "expected a non-empty list of strings")
+    if not isinstance(spec.stdin, (bytes, bytearray)):
+        raise ValidationError("stdin", "expected bytes")
+    for name, args in [("args", spec.args), *(("tests[].args", c.args or ()) for c in spec.tests or ())]:
+        if not all(isinstance(a, str) and "\0" not in a for a in args):
+            raise ValidationError(name, "expected a list of strings without NUL")
+    if spec.tests is not None and not 1 <= len(spec.tests) <= MAX_TESTS:
+        raise ValidationError("tests", f"expected 1..{MAX_TESTS} test cases")
+    if spec.compare not in COMPARE_MODES:
+        raise ValidationError("compare", "expected one of " + ", ".join(COMPARE_MODES))
+    return limits, files, lang
 
 
 def plan(spec: RunSpec, files: list[tuple[str, bytes]], limits: Limits) -> Plan:
