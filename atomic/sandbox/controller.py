@@ -9,8 +9,9 @@ Three ways to run:
   process is :mod:`.runner`, which runs each step (the compile, each case, each run of a
   batch lane) as a fresh uid, one at a time (:mod:`.session` drives it).
 
-A plain run (direct or exec) is one program in one container: the program is ``sh -c 'cp inputs to /workspace && exec "$@" < /atomic/stdin'``
-as uid 10001: the inputs come through a read-only bind mount of a per-run host
+A plain run (direct or exec, :mod:`.plain`) is one program in one container: the program
+is ``sh -c 'cp inputs to /workspace && exec "$@" < /atomic/stdin'`` as uid 10001: the
+inputs come through a read-only bind mount of a per-run host
 directory, the workspace is a size-limited tmpfs (see :mod:`.limits`). The wall clock,
 the output caps and cancellation are enforced from the Trio side by killing the whole
 container (:mod:`.run` supervises one run and names how it ended); every container is
@@ -212,13 +213,8 @@ class SandboxController:
         """``fn(*args)`` in a worker thread; Docker's exceptions become ours."""
         try:
             return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter, abandon_on_cancel=abandon)
-        except AtomicError as exc:
-            if not isinstance(exc, SandboxError):
-                raise  # ours, raised on purpose inside the thread
-            err = translate(exc, self._settings.sandbox_image)
-            if isinstance(err, SandboxUnavailable):
-                self._mark_unavailable(err.message)
-            raise err from None
+        except ValidationError:
+            raise  # ours, raised on purpose in the thread: a language's image is missing
         except Exception as exc:  # noqa: BLE001 - translated at this boundary
             err = translate(exc, self._settings.sandbox_image)
             if isinstance(err, SandboxUnavailable):

@@ -179,7 +179,7 @@ async def test_path_traversal_is_refused_before_any_container(controller, docker
             await controller.execute(spec)
         assert info.value.field == "files[].path"
     after = controller.statistics()
-    assert after.runs_total == before.runs_total and not labelled(docker_client, role="run")
+    assert after.runs_total == before.runs_total and not labelled(docker_client, owner=controller.owner)
 
 
 async def test_symlink_out_of_the_workspace_is_not_followed(any_controller):
