@@ -154,7 +154,7 @@ class SandboxController:
     def languages_info(self) -> list[dict[str, Any]]:
         """The contract's language records (``name, version, compiled, entrypoint,
         available, image``, plus ``packages``), as of the last probe: no I/O."""
-        return self._languages
+        return list(self._languages)
 
     def image_for(self, language: str) -> str:
         return langs.image_name(self._settings.sandbox_image, langs.LANGUAGES[language])
