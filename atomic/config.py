@@ -153,6 +153,11 @@ class Settings:
     max_compile_memory_mb: int = field(
         default=2048, metadata=_meta("maximum memory of a compile step (MiB)", "int>0")
     )
+    runner_idle_s: float = field(
+        default=10.0,
+        metadata=_meta("seconds an idle runner sandbox is kept for the next compiled, judged or batch run "
+                       "(0: none kept)", "float>=0"),
+    )
     batch_lanes: int = field(
         default=2, metadata=_meta("batch runs executing at once, over all batches (each lane a sandbox)", "int>0")
     )

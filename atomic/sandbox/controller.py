@@ -47,6 +47,7 @@ from .engine import Engine, open_client, translate
 from .image import language_record
 from .limits import USER, WORKSPACE, Limits, default_limits, host_config_kwargs, resolve_limits
 from .pool import PoolStatistics, Sandbox, WarmPool
+from .runners import RunnerPool, RunnerStatistics
 from .run import (
     TERMINATIONS,
     ExecutionResult,
@@ -86,7 +87,7 @@ class SandboxStatistics:
     reaped: int
     engine_errors: int
     pool: PoolStatistics
-
+    runners: RunnerStatistics | None = None
 
 
 def _is_cancellation(exc: BaseException) -> bool:
@@ -116,6 +117,7 @@ class SandboxController:
         self._languages: list[dict[str, Any]] = self._records({})
         self._last_probe = -math.inf
         self._pool = WarmPool(settings.warm_pool_size, default_limits(settings))
+        self._runners: RunnerPool[Session] = RunnerPool(settings.runner_idle_s, settings.batch_lanes)
         self._in_use: set[str] = set()  # container ids and run directory names we own
         self._nursery: trio.Nursery | None = None
         self._health_wakeup = trio.Event()
@@ -202,6 +204,7 @@ class SandboxController:
             reaped=self._reaped,
             engine_errors=self._engine_errors,
             pool=pool,
+            runners=self._runners.statistics(),
         )
 
     def _containers_alive(self) -> int:
@@ -297,10 +300,12 @@ class SandboxController:
                 self._nursery = nursery
                 nursery.start_soon(self._health_loop)
                 nursery.start_soon(self._fill_loop, nursery)
+                nursery.start_soon(self._expire_loop)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
             self._nursery = None
+            self._runners.drain()  # their sandboxes went with the nursery's tasks
             with trio.CancelScope(shield=True):  # each removal is bounded
                 async with trio.open_nursery() as cleanup:
                     for sb in self._pool.drain():
@@ -497,8 +502,7 @@ class SandboxController:
         self.require_language(lang.name)
         if lang.compiled or spec.tests is not None:
             p = plan(spec, files, limits)
-            async with self._session(self.image_for(lang.name), session.limits_for_start(p, self._settings),
-                                     spec.job_id) as sess:
+            async with self._session(self.image_for(lang.name), session.limits_for_start(p, self._settings)) as sess:
                 return await self._judged(sess, p, on_output)
 
         image = self.image_for(lang.name)
@@ -558,7 +562,7 @@ class SandboxController:
             lanes = Lanes(ready, self._settings.batch_lanes)
 
             def sandbox(image: str, first: Plan) -> contextlib.AbstractAsyncContextManager[Session]:
-                return self._session(image, session.limits_for_start(first, self._settings), None)
+                return self._session(image, session.limits_for_start(first, self._settings))
 
             async def judged(sess: Session, p: Plan) -> ExecutionResult:
                 async with self._lane_slots:
@@ -570,21 +574,55 @@ class SandboxController:
         return [r if r is not None else SandboxError("the run was not started") for r in results]
 
     @contextlib.asynccontextmanager
-    async def _session(self, image: str, limits: Limits, job_id: str | None) -> AsyncIterator[Session]:
-        """A runner sandbox of ``image``, created with ``limits``, removed afterwards."""
+    async def _session(self, image: str, limits: Limits) -> AsyncIterator[Session]:
+        """A runner sandbox of ``image``: an idle one, else a new one created with ``limits``.
+        Kept afterwards when its job ended cleanly (:mod:`.runners`), else removed at once."""
         self._last_start = trio.current_time()
-        sb = await self._new_sandbox(limits, job_id, session.RUNNER_COMMAND, "runner", warm=False, image=image,
-                                     runner=True)
-        reusable = False
+        if self._nursery is None:  # no service running: a sandbox for this use only
+            sb = await self._new_runner(image, limits)
+            try:
+                async with session.serving(sb, self._engine) as one:
+                    yield one
+            finally:
+                await self._remove(sb)
+            return
+        sess, dead = self._runners.take(image)
+        for gone in dead:
+            gone.closed.set()
+        if sess is None:
+            sess = await self._nursery.start(self._serve_runner, await self._new_runner(image, limits))
+        clean = False
+        try:
+            yield sess
+            clean = not sess.broken
+        finally:
+            if clean:
+                for extra in self._runners.put(image, sess, trio.current_time()):
+                    extra.closed.set()
+            else:
+                await self._remove(sess.sb)  # shielded and bounded: gone before a cancel returns
+                sess.closed.set()
+
+    async def _new_runner(self, image: str, limits: Limits) -> Sandbox:
+        # No job label: a runner sandbox serves many jobs.
+        return await self._new_sandbox(limits, None, session.RUNNER_COMMAND, "runner", warm=False, image=image,
+                                       runner=True)
+
+    async def _serve_runner(self, sb: Sandbox, *, task_status: trio.TaskStatus[Session]) -> None:
+        """A runner sandbox's session, alive in the service until it is closed."""
         try:
             async with session.serving(sb, self._engine) as sess:
-                yield sess
-                reusable = not sess.broken
+                task_status.started(sess)
+                await sess.closed.wait()
         finally:
-            if reusable and self._nursery is not None:
-                self._dispose(sb)
-            else:
-                await self._remove(sb)  # shielded and bounded inside
+            if sb.container_id in self._in_use:
+                await self._remove(sb)
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await trio.sleep(min(1.0, max(0.05, self._runners.keep_s / 4)))
+            for sess in self._runners.expired(trio.current_time()):
+                sess.closed.set()
 
     async def _judged(self, sess: Session, p: Plan, on_output: OnOutput | None) -> ExecutionResult:
         self._active += 1

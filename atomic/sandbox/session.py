@@ -145,6 +145,8 @@ class Session:
         self._send = send
         self._pending: list[dict[str, Any]] = []
         self.broken = False
+        self.ended = False  # the runner's output has ended (it exited, or its container went)
+        self.closed = trio.Event()  # set to end the session and remove its sandbox
         self.jobs = 0
 
     def __repr__(self) -> str:
@@ -172,6 +174,7 @@ class Session:
         except (OSError, trio.RunFinishedError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
+            self.ended = True
             if err:
                 log.warning("sandbox runner %s: %s", self.sb.container_id[:12], err.decode(errors="replace")[-2000:])
             with contextlib.suppress(trio.RunFinishedError, trio.BrokenResourceError, trio.ClosedResourceError):

@@ -205,3 +205,39 @@ async def test_fork_bomb_and_memory_hog_in_a_batch_are_contained(one_lane: Sandb
     ])
     assert [r.termination for r in results] == ["pids", "oom", "output_limit", "exited"], results
     assert results[2].truncated and results[3].stdout == "fine\n"
+
+
+async def test_a_kept_runner_sandbox_serves_later_requests_with_nothing_left(controller_with) -> None:
+    async with controller_with(batch_lanes=1, runner_idle_s=30.0) as ctl:
+        attack = py("""\
+import os, subprocess
+open("/tmp/planted", "w").write("x")
+os.chmod("/tmp/planted", 0o666)
+open("secret.txt", "w").write("s3cr3t")
+subprocess.Popen(["sleep", "30"])
+print(open("/etc/hostname").read().strip())
+""", tests=(Case(),))
+        with trio.fail_after(60):
+            first = await ctl.execute(attack)
+            later = await ctl.execute(py(SNOOP, tests=(Case(),)))
+        assert ctl.statistics().runners is not None and ctl.statistics().runners.reused >= 1
+        found, mine, host = snooped(later)
+        assert host == first.stdout.strip()  # the same sandbox, a later request
+        assert found == [] and mine == ["main.py"]
+        # A cancelled run's sandbox is not kept.
+        with trio.move_on_after(1.0):
+            await ctl.execute(py("import time; time.sleep(30)", tests=(Case(),)))
+        with trio.fail_after(60):
+            after = await ctl.execute(py("print(open('/etc/hostname').read().strip())", tests=(Case(),)))
+        assert after.stdout.strip() != host
+
+
+async def test_idle_runner_sandboxes_expire(controller_with) -> None:
+    async with controller_with(runner_idle_s=0.5) as ctl:
+        with trio.fail_after(60):
+            await ctl.execute(py("print(1)", tests=(Case(),)))
+        assert ctl.statistics().runners.idle == 1  # type: ignore[union-attr]
+        with trio.fail_after(10):
+            while ctl.statistics().containers_alive:
+                await trio.sleep(0.1)
+        assert ctl.statistics().runners.expired == 1  # type: ignore[union-attr]

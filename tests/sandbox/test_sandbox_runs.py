@@ -35,7 +35,7 @@ async def run(ctl: SandboxController, source: str, *, stdin: bytes = b"", limits
 
 def labelled(docker_client, **labels) -> list:
     filters = ["io.atomic.managed=1"] + [f"io.atomic.{k}={v}" for k, v in labels.items()]
-    return docker_client.containers.list(all=True, filters={"label": filters})
+    return docker_client.containers.list(all=True, sparse=True, filters={"label": filters})
 
 
 async def until_gone(docker_client, **labels) -> None:
@@ -250,7 +250,7 @@ async def test_reaper_removes_orphans(controller, docker_client, sandbox_setting
     )
     assert await trio.to_thread.run_sync(reap, sandbox_settings) == 1  # the CLI spares live owners
     assert await controller.reap() == 1  # the controller knows `ours` is not in use
-    assert not labelled(docker_client, pid="999999") and not labelled(docker_client, role="run")
+    assert not labelled(docker_client, pid="999999") and not labelled(docker_client, owner=controller.owner)
     import docker.errors
 
     for c in (dead, ours):
