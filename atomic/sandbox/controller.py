@@ -7,7 +7,8 @@ Three ways to run:
   or a fresh one when the run collects files), the program started with ``docker exec``.
 * **runner**: for a compiled language, test cases or a batch, a container whose main
   process is :mod:`.runner`, which runs each step (the compile, each case, each run of a
-  batch lane) as a fresh uid, one at a time (:mod:`.session` drives it).
+  batch lane) as a fresh uid, one at a time (:mod:`.session` drives it); kept a while
+  after a clean job for the next one of its image (:mod:`.runners`).
 
 A plain run (direct or exec, :mod:`.plain`) is one program in one container: the program
 is ``sh -c 'cp inputs to /workspace && exec "$@" < /atomic/stdin'`` as uid 10001: the
