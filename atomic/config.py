@@ -159,7 +159,7 @@ class Settings:
                        "(0: none kept)", "float>=0"),
     )
     batch_lanes: int = field(
-        default=2, metadata=_meta("batch runs executing at once, over all batches (each lane a sandbox)", "int>0")
+        default=4, metadata=_meta("batch runs executing at once, over all batches (each lane a sandbox)", "int>0")
     )
     warm_pool_size: int = field(default=2, metadata=_meta("pre-started sandboxes (0 disables)", "int>=0"))
     reap_interval_s: float = field(default=60.0, metadata=_meta("seconds between orphan sweeps", "float>0"))
