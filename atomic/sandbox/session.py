@@ -4,8 +4,10 @@ A run that compiles, or has test cases, or is part of a batch runs in a *runner
 sandbox*: a container whose main process is :mod:`.runner`, fed one job at a time on
 its stdin. :func:`plan` turns a :class:`~.run.RunSpec` into the runner's steps (the
 compile, then one step per case, or one for a plain run); :class:`Session` sends a
-plan, sets the container's memory and process limits between the compile and the
-cases, streams the output and returns the judged :class:`~.run.ExecutionResult`.
+plan, sets the container's memory, process and CPU limits for the job and again between
+the compile and the cases, streams the output and returns the judged
+:class:`~.run.ExecutionResult`. A session outlives its job: the controller keeps it for
+the next one (:mod:`.runners`).
 
 The runner enforces each step's wall clock and output cap itself; the session keeps a
 deadline of its own above each (the step's limit plus :data:`STEP_GRACE_S`) and kills
@@ -32,8 +34,8 @@ import trio
 from ..config import Settings
 from ..errors import SandboxError, ValidationError
 from ..languages import LANGUAGES, Language
-from .engine import Engine
 from . import paths
+from .engine import Engine
 from .judge import COMPARE_MODES, case_verdict, compile_failed, run_verdict
 from .limits import INPUT_MOUNT, MIB, RUNNER_PIDS, Limits, cpu_seconds
 from .pool import Sandbox
