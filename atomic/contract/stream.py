@@ -56,6 +56,7 @@ class FileEvent(Event, tag="file"):
 class OutputEvent(Event, tag="output"):
     stream: OutputStream
     data: str
+    case: Annotated[str | int, Meta(description="the test case it is from: its name, else its index")] | UnsetType = UNSET
 
 
 class DoneEvent(Event, tag="done"):

@@ -104,7 +104,8 @@ class EventBuffer:
                     last.text += event.text
                     self.coalesced += 1
                     return
-                if isinstance(event, OutputEvent) and isinstance(last, OutputEvent) and last.stream == event.stream:
+                if (isinstance(event, OutputEvent) and isinstance(last, OutputEvent) and last.stream == event.stream
+                        and last.case == event.case):
                     last.data += event.data
                     self.coalesced += 1
                     return

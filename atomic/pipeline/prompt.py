@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .languages import Language
+from ..languages import Language
 
 if TYPE_CHECKING:
     from ..contract import ExecutionResult
@@ -23,15 +23,22 @@ SYSTEM = (
     "You are a careful {display} programmer. Write a complete, runnable program for the "
     "user's request. Reply with the code in one fenced code block: ```{fence} {entry} on "
     "the first line, then the code, then ```. If more files are needed, give each its own "
-    "block with its file name after the language. The program is run as `{command}` with "
+    "block with its file name after the language. The program is {how} with "
     "no network access and no input, so it must not ask for input. Keep explanations short."
 )
 
 REPAIR = (
-    "The program did not work. It was run as `{command}` and ended with {verdict}.\n"
+    "The program did not work. It was {how} and ended with {verdict}.\n"
     "{output}\n"
     "Reply with the complete corrected program in the same format."
 )
+
+
+def how_run(lang: Language) -> str:
+    """How the sandbox runs a program in ``lang``, in words for the model."""
+    compile = lang.compile_command([lang.entrypoint])
+    run = f"run as `{' '.join(lang.command())}`"
+    return f"compiled with `{' '.join(compile)}` and {run}" if compile else run
 
 _FENCE = re.compile(
     r"^(?P<indent>[ \t]{0,3})(?P<ticks>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)\n(?P<body>.*?)"
@@ -50,12 +57,7 @@ class ExtractedFile:
 
 def messages(prompt: str, lang: Language) -> list[dict[str, str]]:
     """The chat messages that ask the model for a program."""
-    system = SYSTEM.format(
-        display=lang.display,
-        fence=lang.fences[0],
-        entry=lang.entrypoint,
-        command=" ".join(lang.command()),
-    )
+    system = SYSTEM.format(display=lang.display, fence=lang.fences[0], entry=lang.entrypoint, how=how_run(lang))
     return [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
 
 
@@ -66,9 +68,11 @@ def repair_messages(
     verdict: str = execution.termination
     if verdict == "exited":
         verdict = f"exit code {execution.exit_code}"
+    if execution.verdict == "compile_error":
+        verdict = "a compile error"  # the run fields then hold the compiler's output
     out = execution.stderr[-1500:] or execution.stdout[-800:]
     output = f"Its output ended with:\n```\n{out.strip()}\n```" if out.strip() else "It printed nothing."
-    feedback = REPAIR.format(command=" ".join(lang.command()), verdict=verdict, output=output)
+    feedback = REPAIR.format(how=how_run(lang), verdict=verdict, output=output)
     return [*previous, {"role": "assistant", "content": answer}, {"role": "user", "content": feedback}]
 
 
@@ -137,6 +141,4 @@ def _name_before(answer: str, start: int) -> str | None:
 
 
 def _looks_like_code(text: str, lang: Language) -> bool:
-    if lang.name == "python":
-        return bool(re.search(r"^\s*(def |import |from |print\(|for |while |class |if __name__)", text, re.M))
-    return bool(re.search(r"^\s*(echo |printf |for |while |if |#!)", text, re.M))
+    return bool(lang.code_hint and re.search(lang.code_hint, text, re.M))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
+from msgspec import UNSET
 
 from .. import errors
 from ..backoff import backoff
@@ -22,8 +23,8 @@ from ..contract import Artifact, Attempt, ExecutionResult, FileEvent, FileRecord
 from ..contract import OutputEvent, run_limits
 from ..errors import JobFailed
 from . import prompt as prompts
+from ..languages import LANGUAGES, Language
 from .job import Job, State
-from .languages import LANGUAGES, Language
 from .services import Services
 
 if TYPE_CHECKING:
@@ -98,6 +99,8 @@ class Pipeline:
         if attempt.execution is not None and not self._succeeded(attempt.execution):
             ex = attempt.execution
             how = f"exit code {ex.exit_code}" if ex.termination == "exited" else ex.termination
+            if ex.verdict == "compile_error":
+                how = "it did not compile"
             raise JobFailed(
                 f"the generated program failed in the sandbox ({how}) after "
                 f"{self._rounds()} attempt(s)",
@@ -209,24 +212,27 @@ class Pipeline:
 
         job = self.job
 
-        def on_output(stream: str, data: str) -> None:
-            job.emit(OutputEvent(stream=stream, data=data))  # type: ignore[arg-type]
+        def on_output(stream: str, data: str, case: str | int | None = None) -> None:
+            job.emit(OutputEvent(stream=stream, data=data, case=UNSET if case is None else case))  # type: ignore[arg-type]
 
         collect = job.request.collect
-        spec = RunSpec(files=files, command=self.lang.command(), stdin=b"", limits=limits, job_id=job.id,
-                       collect=collect)
+        # The sandbox compiles (for a compiled language) and runs the entry point the
+        # language's way (atomic/languages.py).
+        spec = RunSpec(files=files, stdin=b"", limits=limits, job_id=job.id, collect=collect,
+                       language=self.lang.name, entrypoint=self.lang.entrypoint)
         t0 = trio.current_time()
         try:
-            result = await self.s.sandbox.execute(spec, on_output=on_output)
-        except errors.SandboxError as exc:
+            ran = await self.s.sandbox.execute_collecting(spec, on_output=on_output)
+        except (errors.SandboxError, errors.LanguageUnavailable) as exc:
             raise JobFailed(str(exc), code=exc.code, stage=State.EXECUTING.value) from None
-        self.s.metrics.sandbox_run(result.termination)
+        record = ran.result
+        self.s.metrics.sandbox_run(record.termination)
         # The whole sandbox call (Docker's API round trips included), beside the
         # program's own duration_ms: what is left of EXECUTING is Atomic's.
-        record = ExecutionResult.of(result, sandbox_ms=round((trio.current_time() - t0) * 1000, 3))
+        record.sandbox_ms = round((trio.current_time() - t0) * 1000, 3)
         job.execution = record
         # What the program wrote into its workspace goes into the artifacts, under output/.
-        self.outputs = [(f"output/{path}", data) for path, data in (result.files_out or [])]
+        self.outputs = [(f"output/{path}", data) for path, data in ran.files_out]
         job.outputs = [
             FileRecord(path=p, size=len(d), sha256=hashlib.sha256(d).hexdigest()) for p, d in self.outputs
         ]
@@ -234,7 +240,7 @@ class Pipeline:
 
     @staticmethod
     def _succeeded(execution: ExecutionResult) -> bool:
-        return execution.termination == "exited" and execution.exit_code == 0
+        return execution.verdict == "accepted"
 
     def _rounds(self) -> int:
         """Generate/execute rounds so far (restart markers in ``attempts`` not counted)."""

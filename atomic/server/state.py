@@ -21,7 +21,7 @@ from ..config import Settings
 from ..contract import Agent, QueueInfo, SandboxInfo, Status, Workers
 from ..contract.decode import check_language
 from ..metrics import Metrics
-from ..pipeline.languages import supported
+from ..languages import supported
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
