@@ -65,6 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=os.environ.get("ATOMIC_API_KEY"))
     p.add_argument("--quiet", action="store_true", help="no token stream, just the result")
 
+    p = sub.add_parser("eval", help="score a model on a task file (pass@k) through a running server")
+    from .eval.command import add_arguments as add_eval_arguments
+
+    add_eval_arguments(p, url=os.environ.get("ATOMIC_URL", "http://127.0.0.1:8080"),
+                       api_key=os.environ.get("ATOMIC_API_KEY"))
+    p.add_argument("--config", help="TOML settings file (eval_concurrency, eval_job_timeout_s)")
+
+    p = sub.add_parser("replay", help="submit the job an artifact's atomic.json records, again")
+    p.add_argument("file", help="atomic.json, or a zip/tar artifact holding it")
+    p.add_argument("--url", default=os.environ.get("ATOMIC_URL", "http://127.0.0.1:8080"))
+    p.add_argument("--api-key", default=os.environ.get("ATOMIC_API_KEY"))
+    p.add_argument("--out", default=".", help="folder for the downloaded artifact")
+    p.add_argument("--quiet", action="store_true", help="no token stream, just the result")
+    p.add_argument("--print", action="store_true", help="print the generate body instead of submitting it")
+
     p = sub.add_parser("status", help="print a running server's status")
     p.add_argument("--url", default=os.environ.get("ATOMIC_URL", "http://127.0.0.1:8080"))
     p.add_argument("--api-key", default=os.environ.get("ATOMIC_API_KEY"))
@@ -122,6 +137,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .client import generate
 
         return generate(args)
+    if cmd == "eval":
+        from .eval.command import main as eval_main
+
+        settings = config.load(config_file=args.config)
+        if args.concurrency is None:
+            args.concurrency = settings.eval_concurrency
+        if args.job_timeout is None:
+            args.job_timeout = settings.eval_job_timeout_s
+        return eval_main(args)
+    if cmd == "replay":
+        from .client import replay
+
+        return replay(args)
     if cmd == "status":
         from .client import status
 

