@@ -110,3 +110,65 @@ async def test_local_behind_the_agent(tmp_settings) -> None:
     assert result.text == "".join(texts) and texts
     assert result.usage.estimated is False
     await router.aclose()
+
+
+def test_threads_and_context_come_from_settings(tmp_settings) -> None:
+    p = local.create(tmp_settings.replace(local_threads=3, local_n_ctx=1024), {})
+    assert (p.n_threads, p.n_ctx) == (3, 1024)
+    # 0 (the default): every CPU the process may use, not llama-cpp-python's half of the cores.
+    p = local.create(tmp_settings, {})
+    assert p.n_threads == local.default_threads() == len(__import__("os").sched_getaffinity(0))
+    assert p.describe()["threads"] == p.n_threads
+
+
+def _prompt_tokens(provider, llm, messages) -> list[int]:
+    result = provider._formatter(messages=messages)
+    return llm.tokenize(result.prompt.encode(), add_bos=not result.added_special, special=True)
+
+
+async def _run(provider, messages, **kw) -> Finish:
+    request = ProviderRequest(messages=tuple(Message(m["role"], m["content"]) for m in messages), **kw)
+    with trio.fail_after(120):
+        events = [ev async for ev in provider.stream(request)]
+    assert isinstance(events[-1], Finish)
+    return events[-1]
+
+
+@pytest.mark.model
+async def test_samples_evaluate_the_shared_prompt_once(provider) -> None:
+    """Best-of-k on the local model: k generations of one prompt, one after another; the
+    prompt is evaluated by the first only, each further sample evaluates one token."""
+    from atomic.pipeline.languages import LANGUAGES
+    from atomic.pipeline.prompt import messages as build_messages
+
+    msgs = build_messages("Print the sum of the integers from 1 to 100.", LANGUAGES["python"])
+    llm = await provider.load()
+    assert llm.context_params.n_threads == provider.n_threads
+    n_prompt = len(_prompt_tokens(provider, llm, msgs))
+    finishes = [await _run(provider, msgs, max_tokens=24, temperature=0.8, seed=100 + i) for i in range(3)]
+    assert [f.extra["prompt_tokens"] for f in finishes] == [n_prompt] * 3
+    assert finishes[0].extra["prompt_tokens_evaluated"] == n_prompt  # a fresh model: all of it
+    for f in finishes[1:]:
+        # llama.cpp re-decodes the last prompt token to get fresh logits; the rest is reused.
+        assert f.extra["prompt_tokens_evaluated"] == 1
+        assert f.extra["prompt_tokens_reused"] == n_prompt - 1
+    assert provider.prompt_tokens_evaluated == n_prompt + 2
+    assert provider.describe()["last"]["prompt_tokens_evaluated"] == 1
+
+
+@pytest.mark.model
+async def test_system_prompt_state_is_reused_across_jobs(provider) -> None:
+    from atomic.pipeline.languages import LANGUAGES
+    from atomic.pipeline.prompt import messages as build_messages
+
+    first = build_messages("Print the first 10 square numbers.", LANGUAGES["python"])
+    second = build_messages("Print 'atomic' reversed.", LANGUAGES["python"])
+    llm = await provider.load()
+    a, b = _prompt_tokens(provider, llm, first), _prompt_tokens(provider, llm, second)
+    shared = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+    assert shared > 60  # the system prompt and the chat template's opening
+    await _run(provider, first, max_tokens=16, temperature=0.0)
+    f = await _run(provider, second, max_tokens=16, temperature=0.0)
+    assert f.extra["prompt_tokens_reused"] == shared
+    assert f.extra["prompt_tokens_evaluated"] == len(b) - shared
+    assert f.extra["first_token_ms"] > 0 and f.extra["completion_tokens"] > 0

