@@ -5,8 +5,9 @@ Per round, interleaved (the machine is shared: figures drift, ratios hold):
 - **raw**: a fresh process loads the GGUF with llama-cpp-python, ``n_threads = T`` for each
   T in --threads, and streams ``create_chat_completion`` for the same chat messages the
   pipeline sends (its system prompt and a few short requests), greedy, --tokens at most;
-  once with the KV cache kept between jobs (llama-cpp-python's prefix reuse) and once
-  reset before each job (every prompt token evaluated);
+  with the KV cache kept between jobs (llama-cpp-python's prefix reuse), and for the
+  pipeline's build at the first thread count also reset before each job (every prompt
+  token evaluated);
 - **pipeline**: a fresh ``atomic agent`` (local provider, its default threads unless
   --pipeline-threads) on a Unix socket, driven over IPC: the same requests as ``generate``
   frames; tokens/s from the token frames, first-token latency from sending the frame
@@ -213,19 +214,25 @@ def measure(builds: dict[str, str | None], threads: list[int], rounds: int, toke
     raw: dict[str, list[dict[str, Any]]] = {}
     pipe: list[dict[str, Any]] = []
     info: dict[str, str] = {}
+    rounds_raw: dict[str, list[float]] = {}  # per round: the median over its jobs
+    rounds_pipe: list[float] = []
+    pipeline_threads_used = None
     for r in range(rounds):
         for name, path in builds.items():
             for t in threads:
-                for reuse in (True, False):
+                # Without reuse only once: it shows the prompt tokens a job evaluates then.
+                for reuse in (True, False) if (name, t) == (pipeline_build, threads[0]) else (True,):
                     key = f"{name}/t{t}/{'reuse' if reuse else 'reset'}"
                     res = run_raw(path, t, tokens, reuse)
                     info[name] = res["system_info"]
                     raw.setdefault(key, []).extend(res["jobs"])
-                    log(f"round {r + 1} raw {key}: {med([j['tokens_per_s'] for j in res['jobs']]):.1f} tok/s")
+                    rounds_raw.setdefault(key, []).append(med([j["tokens_per_s"] for j in res["jobs"]]))
+                    log(f"round {r + 1} raw {key}: {rounds_raw[key][-1]:.1f} tok/s")
         res = run_pipeline(builds[pipeline_build], pipeline_threads, tokens)
+        pipeline_threads_used = res["threads"]
         pipe.extend(res["jobs"])
-        log(f"round {r + 1} pipeline ({pipeline_build}, threads {res['threads']}): "
-            f"{med([j['tokens_per_s'] for j in res['jobs']]):.1f} tok/s, "
+        rounds_pipe.append(med([j["tokens_per_s"] for j in res["jobs"]]))
+        log(f"round {r + 1} pipeline ({pipeline_build}, threads {res['threads']}): {rounds_pipe[-1]:.1f} tok/s, "
             f"first token {med([j['first_token_ms'] for j in res['jobs']]):.1f} ms")
     rows = {}
     for key, jobs in raw.items():
@@ -236,10 +243,11 @@ def measure(builds: dict[str, str | None], threads: list[int], rounds: int, toke
                 "first_token_ms": med([j["first_token_ms"] for j in pipe]),
                 "agent_first_token_ms": med([j["agent_first_token_ms"] for j in pipe]),
                 "prompt_evaluated": med([j["prompt_evaluated"] for j in pipe]),
-                "runs_tokens_per_s": [j["tokens_per_s"] for j in pipe]}
+                "threads": pipeline_threads_used,
+                "jobs": pipe}
     best_key = max((k for k in rows if k.endswith("/reuse")), key=lambda k: rows[k]["tokens_per_s"])
     return {"raw": rows, "pipeline": pipeline, "best_raw": best_key, "system_info": info,
-            "raw_runs": {k: [j["tokens_per_s"] for j in v] for k, v in raw.items()}, "tokens": tokens,
+            "rounds_raw": rounds_raw, "rounds_pipeline": rounds_pipe, "tokens": tokens, "raw_jobs": raw,
             "rounds": rounds, "pipeline_build": pipeline_build}
 
 
@@ -249,7 +257,8 @@ def table(res: dict[str, Any]) -> str:
         lines.append(f"raw {key:32} {row['tokens_per_s']:8.1f} {row['first_token_ms']:15.1f} "
                      f"{row['prompt_evaluated']:28.0f}")
     p = res["pipeline"]
-    lines.append(f"{'pipeline (' + res['pipeline_build'] + ', agent over IPC)':36} {p['tokens_per_s']:8.1f} "
+    label = f"pipeline ({res['pipeline_build']}, t{p['threads']}, agent over IPC)"
+    lines.append(f"{label:36} {p['tokens_per_s']:8.1f} "
                  f"{p['first_token_ms']:15.1f} {p['prompt_evaluated']:28.0f}")
     best = res["raw"][res["best_raw"]]["tokens_per_s"]
     lines.append("")
@@ -288,3 +297,30 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def local_figures(ctx: Any) -> list[Any]:
+    """The "local model" group of benchmarks/run: the installed build, raw at 1 and 2
+    threads beside the pipeline at its default threads, ``ctx.runs`` rounds."""
+    from harness.report import Figure
+
+    ctx.log(f"local model: raw llama-cpp-python (1, 2 threads) vs the agent over IPC, x{ctx.runs}")
+    res = measure({"installed": None}, [1, 2], ctx.runs, 120 if ctx.quick else 200, "installed", None,
+                  log=lambda msg: ctx.log("  " + msg))
+    best = res["best_raw"]
+    # Per round, the best raw figure of that round (the same key may not win every round).
+    keys = [k for k in res["rounds_raw"] if k.endswith("/reuse")]
+    best_per_round = [max(res["rounds_raw"][k][r] for k in keys) for r in range(res["rounds"])]
+    p = res["pipeline"]
+    details = {"raw": res["raw"], "pipeline": {k: v for k, v in p.items() if k != "jobs"},
+               "best_raw": best, "system_info": res["system_info"]}
+    return [
+        Figure("local_tps", f"local model: pipeline tokens/s vs best raw llama.cpp ({best})", "tok/s",
+               res["rounds_pipeline"], best_per_round, ">= 0.9x baseline", ("ratio>=", 0.9), details=details),
+        Figure("local_first_token", "local model: first token after the agent gets the request", "ms",
+               [j["agent_first_token_ms"] for j in p["jobs"]], None, "< 100 ms", ("<", 100.0)),
+        Figure("local_prompt_reuse", "local model: prompt tokens evaluated per job (vs no reuse)", "tokens",
+               [j["prompt_evaluated"] for j in p["jobs"]],
+               [j["prompt_evaluated"] for j in res["raw_jobs"]["installed/t1/reset"]], "<= 0.5x baseline",
+               ("ratio<=", 0.5)),
+    ]
