@@ -172,3 +172,75 @@ async def test_system_prompt_state_is_reused_across_jobs(provider) -> None:
     assert f.extra["prompt_tokens_reused"] == shared
     assert f.extra["prompt_tokens_evaluated"] == len(b) - shared
     assert f.extra["first_token_ms"] > 0 and f.extra["completion_tokens"] > 0
+
+
+async def test_turns_put_the_same_prompt_back_to_back(autojump_clock) -> None:
+    """Generation order: FIFO, except that a waiter with the messages of the generation
+    just ended goes first, at most MAX_STREAK times in a row."""
+    turns = local._Turns()
+    ran: list[str] = []
+
+    async def gen(key: str, delay: float) -> None:
+        await trio.sleep(delay)  # arrival order
+        async with turns.turn(key):
+            ran.append(key)
+            await trio.sleep(1)
+
+    async with trio.open_nursery() as n:
+        for i, key in enumerate(["x", "a", "b", "a", "b", "c", "a"]):
+            n.start_soon(gen, key, i * 0.01)
+    assert ran == ["x", "a", "a", "a", "b", "b", "c"]
+    assert not turns.busy and turns.waiters == []
+
+    # A streak ends after MAX_STREAK turns in a row: an older waiter is not starved by
+    # newer requests with the same messages.
+    ran.clear()
+    async with trio.open_nursery() as n:
+        n.start_soon(gen, "s", 0)
+        n.start_soon(gen, "o", 0.1)
+        for i in range(10):
+            n.start_soon(gen, "s", 0.2 + i * 0.01)
+    assert ran.index("o") == local._Turns.MAX_STREAK and ran.count("s") == 11
+
+
+async def test_a_cancelled_waiter_gives_up_its_place(autojump_clock) -> None:
+    turns = local._Turns()
+    ran: list[str] = []
+
+    async def gen(key: str, delay: float, hold: float = 1) -> None:
+        await trio.sleep(delay)
+        async with turns.turn(key):
+            ran.append(key)
+            await trio.sleep(hold)
+
+    async with trio.open_nursery() as n:
+        n.start_soon(gen, "first", 0)
+        with trio.CancelScope() as scope:
+            scope.deadline = trio.current_time() + 0.5
+            await gen("cancelled", 0.1)
+        n.start_soon(gen, "later", 0)
+    assert ran == ["first", "later"] and not turns.busy
+
+
+@pytest.mark.model
+async def test_interleaved_samples_still_reuse_their_prompt(provider) -> None:
+    """Samples of two jobs arriving interleaved (A B A B) run A A B B: each second sample
+    evaluates one token."""
+    from atomic.pipeline.languages import LANGUAGES
+    from atomic.pipeline.prompt import messages as build_messages
+
+    a = build_messages("Print the numbers 1 to 5.", LANGUAGES["python"])
+    b = build_messages("Print 'hello' three times.", LANGUAGES["python"])
+    await provider.load()
+    done: list[tuple[str, Finish]] = []
+
+    async def job(name: str, msgs, delay: float) -> None:
+        await trio.sleep(delay)
+        done.append((name, await _run(provider, msgs, max_tokens=12, temperature=0.8, seed=len(done))))
+
+    async with trio.open_nursery() as n:
+        n.start_soon(job, "hold", build_messages("Count to three.", LANGUAGES["python"]), 0)
+        for i, (name, msgs) in enumerate([("a", a), ("b", b), ("a", a), ("b", b)]):
+            n.start_soon(job, name, msgs, 0.05 + i * 0.02)
+    assert [name for name, _ in done] == ["hold", "a", "a", "b", "b"]
+    assert [f.extra["prompt_tokens_evaluated"] for name, f in done][2::2] == [1, 1]

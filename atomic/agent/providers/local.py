@@ -14,7 +14,9 @@ Prompt state is reused: one ``Llama`` holds the KV cache of the last generation,
 llama-cpp-python keeps the longest prefix the next prompt shares with it, evaluating only
 the rest. Jobs share the system prompt, so a job evaluates only its own request; samples
 of one job (best-of-k, run one after another) share the whole prompt, so it is evaluated
-once and each further sample evaluates a single token. ``describe()`` reports the
+once and each further sample evaluates a single token; so that they run back to back
+even when other requests arrived between them, a waiting request with the messages of the
+generation just ended goes first (``_Turns``). ``describe()`` reports the
 prompt tokens evaluated and reused, per generation and in total.
 """
 
@@ -28,6 +30,7 @@ import pathlib
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
@@ -82,6 +85,66 @@ class _Worker:
         self.evals: list[int] = []  # tokens per llama.cpp decode: the first is the prompt's share
 
 
+class _Turns:
+    """Who generates next: one generation at a time, and a request whose messages are
+    those of the generation just ended goes before older waiters (at most ``MAX_STREAK``
+    times in a row), so the samples of one job run back to back and each reuses the whole
+    prompt's KV cache even when another job's requests arrived in between. Otherwise FIFO.
+    """
+
+    MAX_STREAK = 8  # the contract's largest ``samples``
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.waiters: list[tuple[object, trio.Event]] = []
+        self.last_key: object = None
+        self.streak = 0
+        self.order: list[object] = []  # the keys in the order they got their turn (tests)
+
+    def __repr__(self) -> str:
+        return f"<_Turns busy={self.busy} waiting={len(self.waiters)} streak={self.streak}>"
+
+    def _grant(self, key: object) -> None:
+        self.busy = True
+        self.streak = self.streak + 1 if key == self.last_key else 0
+        self.last_key = key
+        self.order.append(key)
+        del self.order[:-64]
+
+    def _release(self) -> None:
+        # Decide who is next (synchronously), then wake them.
+        if not self.waiters:
+            self.busy = False
+            return
+        pick = 0
+        if self.streak + 1 < self.MAX_STREAK:
+            pick = next((i for i, (k, _) in enumerate(self.waiters) if k == self.last_key), 0)
+        key, event = self.waiters.pop(pick)
+        self._grant(key)
+        event.set()
+
+    @asynccontextmanager
+    async def turn(self, key: object) -> AsyncIterator[None]:
+        if not self.busy and not self.waiters:
+            self._grant(key)
+            await trio.lowlevel.checkpoint()
+        else:
+            entry = (key, trio.Event())
+            self.waiters.append(entry)
+            try:
+                await entry[1].wait()
+            except BaseException:
+                if entry[1].is_set():
+                    self._release()  # handed the turn while leaving: pass it on
+                else:
+                    self.waiters.remove(entry)
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+
 class LocalProvider:
     """llama.cpp on a local GGUF file; see the module docstring."""
 
@@ -103,7 +166,7 @@ class LocalProvider:
         self._llm: Any = None
         self._formatter: Any = None
         self._load_lock = trio.Lock()
-        self._generate_lock = trio.Lock()
+        self._turns = _Turns()
         self._last: _Worker | None = None
         self.generations = 0
         self.active = 0
@@ -265,7 +328,7 @@ class LocalProvider:
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[TextDelta | Finish]:
         llm = await self.load()
-        async with self._generate_lock:
+        async with self._turns.turn(request.messages):
             # A previous thread whose cleanup wait timed out may still hold the model.
             if self._last is not None:
                 await self._last.finished.wait()
