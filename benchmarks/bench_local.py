@@ -14,7 +14,9 @@ Per round, interleaved (the machine is shared: figures drift, ratios hold):
   (so it includes the IPC hop both ways: an upper bound of the agent's own figure), and the
   prompt tokens each job evaluated as the agent reports them (``pong`` facts).
 tokens/s = (completion tokens - 1) / (last token - first token): generation speed, prompt
-evaluation excluded. The first job after a load is a warm-up and is not counted.
+evaluation excluded. CPU ms/token is the CPU time of the whole process (every thread: for
+the pipeline, the agent's event loop and IPC too) over the same span, per token: on a
+busy machine it moves much less than the wall clock. The first job after a load is a warm-up and is not counted.
 
 Builds: ``--build NAME=DIR`` (repeatable) puts DIR first on PYTHONPATH so another
 llama-cpp-python build (e.g. one with AVX-512) is measured; ``installed`` is the
@@ -85,13 +87,16 @@ def raw_worker(threads: int, tokens: int, reuse: bool) -> dict[str, Any]:
         evals.clear()
         start = time.perf_counter()
         first = last = None
+        cpu_first = cpu_last = 0.0
         pieces = []
         for chunk in llm.create_chat_completion(messages=chat(request), stream=True, max_tokens=tokens,
                                                 temperature=0.0, seed=42):
             text = chunk["choices"][0].get("delta", {}).get("content")
             if text:
                 last = time.perf_counter()
-                first = first or last
+                cpu_last = time.process_time()
+                if first is None:
+                    first, cpu_first = last, cpu_last
                 pieces.append(text)
         n = len(llm.tokenize("".join(pieces).encode(), add_bos=False, special=False))
         if i == 0:
@@ -100,6 +105,7 @@ def raw_worker(threads: int, tokens: int, reuse: bool) -> dict[str, Any]:
             "first_token_ms": (first - start) * 1000 if first else None,
             "tokens_per_s": (n - 1) / (last - first) if first and last and last > first and n > 1 else None,
             "completion_tokens": n,
+            "cpu_ms_per_token": (cpu_last - cpu_first) * 1000 / (n - 1) if n > 1 else None,
             "prompt_evaluated": evals[0] if evals else 0,
         })
     return {"load_ms": load_ms, "jobs": jobs, "system_info": llama_cpp.llama_print_system_info().decode()}
@@ -118,6 +124,17 @@ def run_raw(build: str | None, threads: int, tokens: int, reuse: bool) -> dict[s
 
 
 # --- the pipeline: the agent over IPC ----------------------------------------------------
+
+
+def cpu_s(pid: int) -> float:
+    """CPU time of every thread of a process so far (ns-precise, from schedstat)."""
+    total = 0
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that just ended
+    return total / 1e9
 
 
 async def _pipeline(build: str | None, threads: int | None, tokens: int) -> dict[str, Any]:
@@ -154,13 +171,16 @@ async def _pipeline(build: str | None, threads: int | None, tokens: int) -> dict
             start = time.perf_counter()
             await conn.send(m.generate(i + 1, body))
             first = last = None
+            cpu_first = cpu_last = 0.0
             done: dict[str, Any] = {}
             while True:
                 msg = await conn.receive()
                 assert msg is not None, "agent closed the connection"
                 if msg["type"] == m.TOKEN:
                     last = time.perf_counter()
-                    first = first or last
+                    cpu_last = cpu_s(proc.pid)
+                    if first is None:
+                        first, cpu_first = last, cpu_last
                 elif msg["type"] == m.DONE:
                     done = msg
                     break
@@ -181,6 +201,7 @@ async def _pipeline(build: str | None, threads: int | None, tokens: int) -> dict
                 "first_token_ms": (first - start) * 1000 if first else None,
                 "tokens_per_s": (n - 1) / (last - first) if first and last and last > first and n > 1 else None,
                 "completion_tokens": n,
+                "cpu_ms_per_token": (cpu_last - cpu_first) * 1000 / (n - 1) if n > 1 else None,
                 "prompt_evaluated": facts.get("last", {}).get("prompt_tokens_evaluated"),
                 "agent_first_token_ms": facts.get("last", {}).get("first_token_ms"),
             })
@@ -237,9 +258,11 @@ def measure(builds: dict[str, str | None], threads: list[int], rounds: int, toke
     rows = {}
     for key, jobs in raw.items():
         rows[key] = {"tokens_per_s": med([j["tokens_per_s"] for j in jobs]),
+                     "cpu_ms_per_token": med([j["cpu_ms_per_token"] for j in jobs]),
                      "first_token_ms": med([j["first_token_ms"] for j in jobs]),
                      "prompt_evaluated": med([j["prompt_evaluated"] for j in jobs])}
     pipeline = {"tokens_per_s": med([j["tokens_per_s"] for j in pipe]),
+                "cpu_ms_per_token": med([j["cpu_ms_per_token"] for j in pipe]),
                 "first_token_ms": med([j["first_token_ms"] for j in pipe]),
                 "agent_first_token_ms": med([j["agent_first_token_ms"] for j in pipe]),
                 "prompt_evaluated": med([j["prompt_evaluated"] for j in pipe]),
@@ -252,13 +275,13 @@ def measure(builds: dict[str, str | None], threads: list[int], rounds: int, toke
 
 
 def table(res: dict[str, Any]) -> str:
-    lines = [f"{'':36} {'tok/s':>8} {'first token ms':>15} {'prompt tokens evaluated/job':>28}"]
+    lines = [f"{'':44} {'tok/s':>7} {'CPU ms/tok':>10} {'first token ms':>15} {'prompt tokens evaluated/job':>28}"]
     for key, row in sorted(res["raw"].items()):
-        lines.append(f"raw {key:32} {row['tokens_per_s']:8.1f} {row['first_token_ms']:15.1f} "
-                     f"{row['prompt_evaluated']:28.0f}")
+        lines.append(f"{'raw ' + key:44} {row['tokens_per_s']:7.1f} {row['cpu_ms_per_token']:10.2f} "
+                     f"{row['first_token_ms']:15.1f} {row['prompt_evaluated']:28.0f}")
     p = res["pipeline"]
     label = f"pipeline ({res['pipeline_build']}, t{p['threads']}, agent over IPC)"
-    lines.append(f"{label:36} {p['tokens_per_s']:8.1f} "
+    lines.append(f"{label:44} {p['tokens_per_s']:7.1f} {p['cpu_ms_per_token']:10.2f} "
                  f"{p['first_token_ms']:15.1f} {p['prompt_evaluated']:28.0f}")
     best = res["raw"][res["best_raw"]]["tokens_per_s"]
     lines.append("")

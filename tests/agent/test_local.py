@@ -244,3 +244,44 @@ async def test_interleaved_samples_still_reuse_their_prompt(provider) -> None:
             n.start_soon(job, name, msgs, 0.05 + i * 0.02)
     assert [name for name, _ in done] == ["hold", "a", "a", "b", "b"]
     assert [f.extra["prompt_tokens_evaluated"] for name, f in done][2::2] == [1, 1]
+
+
+def _simulate(tuner, seconds_per_token: dict[int, float], tokens: int) -> list[int]:
+    used = []
+    for _ in range(tokens):
+        used.append(tuner.threads)
+        tuner.record(seconds_per_token[tuner.threads])
+    return used
+
+
+def test_thread_tuner_keeps_the_faster_count_and_follows_a_change() -> None:
+    tuner = local.ThreadTuner([2, 1])
+    # Idle machine: 2 threads at 70 tok/s, 1 at 43.
+    used = _simulate(tuner, {2: 1 / 70, 1: 1 / 43}, 2000)
+    assert tuner.estimate[2] == pytest.approx(1 / 70) and tuner.estimate[1] == pytest.approx(1 / 43)
+    assert used[-1] == 2
+    # Looks at the other count cost at most PROBE (+1 skipped) tokens per BASE.
+    assert used.count(1) <= 2000 * (tuner.PROBE + 1) / tuner.BASE + 16
+    # Other work arrives: 2 threads collapse to 4 tok/s, 1 thread gives 90.
+    used = _simulate(tuner, {2: 1 / 4, 1: 1 / 90}, 2000)
+    assert used.index(1) <= 2 * tuner.PROBE + 1  # noticed within one window
+    assert used[-1] == 1
+    # The collapsed count is looked at rarely (the slower it is, the rarer): after the
+    # window that noticed the change, at most two looks in 2000 tokens.
+    assert used.count(2) <= (2 * tuner.PROBE + 1) + 2 * (tuner.PROBE + 1)
+    # The machine is idle again: back to 2 threads within a probe period.
+    used = _simulate(tuner, {2: 1 / 70, 1: 1 / 43}, 3000)
+    assert used[-1] == 2
+    assert tuner.switches > 3
+
+
+def test_thread_tuner_ignores_one_slow_token_and_fixed_counts() -> None:
+    tuner = local.ThreadTuner([2, 1])
+    _simulate(tuner, {2: 0.01, 1: 0.02}, 100)
+    assert tuner.threads == 2
+    speeds = iter([0.01] * 3 + [5.0] + [0.01] * 100)  # one preempted token
+    for _ in range(100):
+        tuner.record(next(speeds))
+        assert tuner.threads == 2
+    fixed = local.ThreadTuner([3])
+    assert _simulate(fixed, {3: 0.5}, 50) == [3] * 50 and fixed.switches == 0

@@ -76,6 +76,80 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+class ThreadTuner:
+    """llama.cpp's thread count, chosen by measuring it while generating.
+
+    Every thread of a decode meets the others at hundreds of barriers per token, so when
+    the CPUs are shared (sandboxed programs, the server, other processes) a decode on all
+    of them waits for the slowest to be scheduled: measured here on 2 cores, 2 threads
+    gave ~70 tokens/s on an idle machine but 4 tokens/s beside other work, where 1 thread
+    gave 90. The tuner keeps a running estimate of seconds per token for each count (all
+    CPUs, and 1), generates with the faster, and now and then spends ``PROBE`` tokens on
+    the other to see whether that changed; the slower the other is, the rarer the probe,
+    so probing costs at most ``PROBE / BASE`` of the tokens. Sans-IO: the caller times the
+    tokens and applies ``threads``.
+    """
+
+    PROBE = 4  # tokens per look at the other count
+    BASE = 128  # tokens between looks when both are as fast (scaled by how much slower the other is)
+    ALPHA = 0.5  # weight of a new window in the estimate
+
+    def __init__(self, choices: list[int]) -> None:
+        self.choices = list(dict.fromkeys(choices))
+        self.estimate: dict[int, float | None] = {c: None for c in self.choices}
+        self.threads = self.choices[0]
+        self.switches = 0
+        self._window: list[float] = []
+        self._skip = 1  # the first token after a switch also pays for waking threads
+        self._since_probe = 0
+
+    def __repr__(self) -> str:
+        est = ", ".join(f"{c}: {'?' if e is None else f'{1 / e:.0f} tok/s'}" for c, e in self.estimate.items())
+        return f"<ThreadTuner threads={self.threads} {est}>"
+
+    def _best(self) -> int:
+        known = {c: e for c, e in self.estimate.items() if e is not None}
+        return min(known, key=known.__getitem__) if known else self.threads
+
+    def _switch(self, threads: int) -> None:
+        if threads != self.threads:
+            self.threads = threads
+            self.switches += 1
+            self._skip = 1
+        self._window = []
+        self._since_probe = 0
+
+    def record(self, seconds: float) -> None:
+        """One token took ``seconds`` with ``self.threads`` threads."""
+        if len(self.choices) < 2:
+            return
+        if self._skip:
+            self._skip -= 1
+            return
+        self._window.append(seconds)
+        self._since_probe += 1
+        best = self._best()
+        probing = self.threads != best or self.estimate[self.threads] is None
+        if len(self._window) < (self.PROBE if probing else 2 * self.PROBE):
+            return
+        window = sorted(self._window)[len(self._window) // 2]  # the median: a preemption is one outlier
+        old = self.estimate[self.threads]
+        self.estimate[self.threads] = window if old is None else old + self.ALPHA * (window - old)
+        self._window = []
+        unknown = [c for c, e in self.estimate.items() if e is None]
+        if unknown:
+            self._switch(unknown[0])
+            return
+        best = self._best()
+        if self.threads != best:
+            self._switch(best)
+            return
+        other = next(c for c in self.choices if c != best)
+        ratio = (self.estimate[other] or 0.0) / (self.estimate[best] or 1.0)
+        if self._since_probe >= self.BASE * max(1.0, ratio):
+            self._switch(other)
+
+
 class _Worker:
     """What one generation's thread shares with Trio."""
 
@@ -162,7 +236,9 @@ class LocalProvider:
         self.model_path = pathlib.Path(model_path)
         self.model = self.model_path.stem
         self.n_ctx = n_ctx
+        # None: every CPU or 1, whichever the tuner measures faster; a number: fixed.
         self.n_threads = n_threads or default_threads()
+        self.tuner = ThreadTuner([self.n_threads, 1] if n_threads is None else [n_threads])
         self._llm: Any = None
         self._formatter: Any = None
         self._load_lock = trio.Lock()
@@ -188,8 +264,8 @@ class LocalProvider:
         llm = llama_cpp.Llama(
             model_path=str(self.model_path),
             n_ctx=self.n_ctx,
-            n_threads=self.n_threads,
-            n_threads_batch=self.n_threads,
+            n_threads=self.tuner.threads,
+            n_threads_batch=self.tuner.threads,
             verbose=False,
         )
         # Count what each decode evaluates: the first decode of a generation is the part of
@@ -283,8 +359,12 @@ class LocalProvider:
                 kwargs["seed"] = request.seed
             if request.stop:
                 kwargs["stop"] = list(request.stop)
+            tuner = self.tuner
+            applied = tuner.threads
+            llm._ctx.set_n_threads(applied, applied)
             started = time.perf_counter()
             first_at: float | None = None
+            last_at = started
             chunks = llm.create_chat_completion(**kwargs)
             try:
                 for chunk in chunks:
@@ -294,8 +374,15 @@ class LocalProvider:
                     choice = chunk["choices"][0]
                     text = choice.get("delta", {}).get("content")
                     if text:
+                        now = time.perf_counter()
                         if first_at is None:
-                            first_at = time.perf_counter()
+                            first_at = now
+                        else:
+                            tuner.record(now - last_at)
+                            if tuner.threads != applied:  # between two decodes: safe
+                                applied = tuner.threads
+                                llm._ctx.set_n_threads(applied, applied)
+                        last_at = now
                         pieces.append(text)
                         if not emit(TextDelta(text)):
                             reason = "cancelled"
@@ -390,7 +477,10 @@ class LocalProvider:
             "configured": True,
             "loaded": self._llm is not None,
             "path": str(self.model_path),
-            "threads": self.n_threads,
+            "threads": self.tuner.threads,
+            "threads_choices": self.tuner.choices,
+            "tokens_per_s_by_threads": {str(c): None if e is None else round(1 / e, 1)
+                                        for c, e in self.tuner.estimate.items()},
             "n_ctx": self.n_ctx,
             "generations": self.generations,
             "prompt_tokens_evaluated": self.prompt_tokens_evaluated,
