@@ -57,12 +57,42 @@ pipq() {
         return 1
     fi
 }
+# llama.cpp (llama-cpp-python), compiled for this machine's CPU before Atomic's own install
+# (which then finds it in place). -DGGML_NATIVE=ON (-march=native) dies with an illegal
+# instruction on some virtual machines whose CPUID promises more than they run, so the
+# instruction sets are named explicitly from /proc/cpuinfo: AVX2/FMA/F16C/BMI2 always
+# (x86-64-v3, what -DGGML_NATIVE=OFF builds), plus AVX-512 (F/BW/DQ/VL/CD, with VBMI, VNNI,
+# BF16 when present) where the CPU has it; ATOMIC_LLAMA_PORTABLE=1 or CMAKE_ARGS override.
+# The wheel is cached per flag set, outside pip's shared cache: pip keys cached wheels by
+# sdist only, so a tuned wheel there would be reused by a portable build (the zipapp's).
+LLAMA=llama-cpp-python==0.3.36
+llama_args() {
+    if [ -n "${CMAKE_ARGS:-}" ]; then echo "$CMAKE_ARGS"; return; fi
+    local args="-DGGML_NATIVE=OFF" flags
+    flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+    if [ "${ATOMIC_LLAMA_PORTABLE:-0}" != 1 ] && [[ $flags == *" avx512f "* && $flags == *" avx512bw "* \
+            && $flags == *" avx512dq "* && $flags == *" avx512vl "* && $flags == *" avx512cd "* ]]; then
+        args+=" -DGGML_AVX512=ON"
+        [[ $flags == *" avx512vbmi "* ]] && args+=" -DGGML_AVX512_VBMI=ON"
+        [[ $flags == *" avx512_vnni "* ]] && args+=" -DGGML_AVX512_VNNI=ON"
+        [[ $flags == *" avx512_bf16 "* ]] && args+=" -DGGML_AVX512_BF16=ON"
+    fi
+    echo "$args"
+}
+llama_want="$LLAMA $(llama_args)"
+llama_stamp="$VENV/.atomic-llama"
+if [ ! -f "$llama_stamp" ] || [ "$(cat "$llama_stamp")" != "$llama_want" ]; then
+    say "compiling llama.cpp for this CPU ($(llama_args); once per flag set, ~5 min)"
+    llama_cache="${XDG_CACHE_HOME:-$HOME/.cache}/atomic/pip-llama-$(llama_args | sha256sum | cut -c1-12)"
+    CMAKE_ARGS="$(llama_args)" PIP_CACHE_DIR="$llama_cache" pipq install -q --force-reinstall --no-deps "$LLAMA"
+    echo "$llama_want" >"$llama_stamp"
+fi
+
 stamp="$VENV/.atomic-deps"
 want=$(cat pyproject.toml setup.py | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    say "installing Atomic and its dependencies (llama.cpp compiles once, ~4 min; pip caches it)"
-    # A portable llama.cpp build (AVX2/FMA, no -march=native) so the cached wheel runs anywhere.
-    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" pipq install -q -e ".[local,providers,dev]"
+    say "installing Atomic and its dependencies"
+    CMAKE_ARGS="$(llama_args)" pipq install -q -e ".[local,providers,dev]"
     echo "$want" >"$stamp"
 else
     # Rebuild the Cython twins in place when their sources changed.
