@@ -57,20 +57,22 @@ pipq() {
         return 1
     fi
 }
-# llama.cpp (llama-cpp-python), compiled for this machine's CPU before Atomic's own install
-# (which then finds it in place). -DGGML_NATIVE=ON (-march=native) dies with an illegal
-# instruction on some virtual machines whose CPUID promises more than they run, so the
-# instruction sets are named explicitly from /proc/cpuinfo: AVX2/FMA/F16C/BMI2 always
-# (x86-64-v3, what -DGGML_NATIVE=OFF builds), plus AVX-512 (F/BW/DQ/VL/CD, with VBMI, VNNI,
-# BF16 when present) where the CPU has it; ATOMIC_LLAMA_PORTABLE=1 or CMAKE_ARGS override.
-# The wheel is cached per flag set, outside pip's shared cache: pip keys cached wheels by
-# sdist only, so a tuned wheel there would be reused by a portable build (the zipapp's).
+# llama.cpp (llama-cpp-python), compiled before Atomic's own install (which then finds it in
+# place). The default is portable: -DGGML_NATIVE=OFF builds AVX2/FMA/F16C/BMI2 (x86-64-v3)
+# without -march=native, which dies with an illegal instruction on virtual machines whose
+# CPUID promises more than they run. AVX-512 (F/BW/DQ/VL/CD with VBMI, VNNI, BF16 where
+# /proc/cpuinfo lists them) is opt-in with ATOMIC_LLAMA_AVX512=1: on SmolLM2-135M it
+# measured within noise of AVX2 here (benchmarks/bench_local.py, 3-4% less CPU per token),
+# not worth a wheel that only runs on such CPUs; a larger GGUF may gain more. CMAKE_ARGS
+# overrides both. A non-portable wheel is cached per flag set, outside pip's shared cache:
+# pip keys cached wheels by sdist alone, so a tuned wheel there would be reused by a
+# portable build (the zipapp's).
 LLAMA=llama-cpp-python==0.3.36
 llama_args() {
     if [ -n "${CMAKE_ARGS:-}" ]; then echo "$CMAKE_ARGS"; return; fi
     local args="-DGGML_NATIVE=OFF" flags
     flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
-    if [ "${ATOMIC_LLAMA_PORTABLE:-0}" != 1 ] && [[ $flags == *" avx512f "* && $flags == *" avx512bw "* \
+    if [ "${ATOMIC_LLAMA_AVX512:-0}" = 1 ] && [[ $flags == *" avx512f "* && $flags == *" avx512bw "* \
             && $flags == *" avx512dq "* && $flags == *" avx512vl "* && $flags == *" avx512cd "* ]]; then
         args+=" -DGGML_AVX512=ON"
         [[ $flags == *" avx512vbmi "* ]] && args+=" -DGGML_AVX512_VBMI=ON"
@@ -82,9 +84,13 @@ llama_args() {
 llama_want="$LLAMA $(llama_args)"
 llama_stamp="$VENV/.atomic-llama"
 if [ ! -f "$llama_stamp" ] || [ "$(cat "$llama_stamp")" != "$llama_want" ]; then
-    say "compiling llama.cpp for this CPU ($(llama_args); once per flag set, ~5 min)"
-    llama_cache="${XDG_CACHE_HOME:-$HOME/.cache}/atomic/pip-llama-$(llama_args | sha256sum | cut -c1-12)"
-    CMAKE_ARGS="$(llama_args)" PIP_CACHE_DIR="$llama_cache" pipq install -q --force-reinstall --no-deps "$LLAMA"
+    say "compiling llama.cpp ($(llama_args); once per flag set, ~4 min)"
+    if [ "$(llama_args)" = "-DGGML_NATIVE=OFF" ]; then  # the portable wheel: pip's own cache is its place
+        CMAKE_ARGS="$(llama_args)" pipq install -q --force-reinstall --no-deps "$LLAMA"
+    else
+        llama_cache="${XDG_CACHE_HOME:-$HOME/.cache}/atomic/pip-llama-$(llama_args | sha256sum | cut -c1-12)"
+        CMAKE_ARGS="$(llama_args)" PIP_CACHE_DIR="$llama_cache" pipq install -q --force-reinstall --no-deps "$LLAMA"
+    fi
     echo "$llama_want" >"$llama_stamp"
 fi
 
