@@ -91,7 +91,7 @@ class ThreadTuner:
     """
 
     PROBE = 4  # tokens per look at the other count
-    BASE = 128  # tokens between looks when both are as fast (scaled by how much slower the other is)
+    BASE = 256  # tokens between looks when both are as fast (scaled by how much slower the other is)
     ALPHA = 0.5  # weight of a new window in the estimate
 
     def __init__(self, choices: list[int]) -> None:
@@ -238,7 +238,9 @@ class LocalProvider:
         self.n_ctx = n_ctx
         # None: every CPU or 1, whichever the tuner measures faster; a number: fixed.
         self.n_threads = n_threads or default_threads()
-        self.tuner = ThreadTuner([self.n_threads, 1] if n_threads is None else [n_threads])
+        # It starts on 1 thread: the safe choice on a busy machine, and a few tokens of
+        # measuring later it moves to all CPUs if they are faster now.
+        self.tuner = ThreadTuner([1, self.n_threads] if n_threads is None else [n_threads])
         self._llm: Any = None
         self._formatter: Any = None
         self._load_lock = trio.Lock()
