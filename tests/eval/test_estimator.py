@@ -62,3 +62,26 @@ def test_ks_and_mean() -> None:
     # A task with fewer samples than k is left out of pass@k.
     assert mean_pass_at_k([(4, 1), (1, 1)], 2) == pytest.approx(0.5)
     assert mean_pass_at_k([(1, 1)], 2) is None
+
+
+def test_progress_and_table() -> None:
+    import io
+
+    from atomic.eval.report import Progress, summarize, table
+
+    out = io.StringIO()
+    bar = Progress(4, already=1, out=out, tty=True)
+    bar.record({"task_id": "a", "n": 2, "c": 1, "error": None})
+    bar.record({"task_id": "b", "n": 0, "c": 0, "error": {"code": "validation_error", "message": "x"}})
+    text = out.getvalue()
+    assert text.startswith("\r[") and "3/4 tasks" in text and "solved 1/2" in text and "errors 1" in text
+    assert "tasks/min" in text and "ETA" in text
+    plain = io.StringIO()
+    Progress(2, out=plain, tty=False).record({"task_id": "a", "n": 4, "c": 3})
+    assert plain.getvalue() == "1/2 a: 3/4 accepted\n"
+    summary = summarize([{"n": 4, "c": 3, "samples": [{"verdict": "accepted"}] * 3 + [{"verdict": "timeout"}]}],
+                        tasks=1, samples=4, extra={"repairs": 0})
+    assert summary["pass@k"] == {"1": 0.75, "2": 1.0, "4": 1.0}
+    assert summary["verdicts"] == {"accepted": 3, "timeout": 1}
+    shown = table(summary)
+    assert " 75.00%" in shown and "100.00%" in shown and "accepted 3, timeout 1" in shown
