@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROMPT ?= Write a Python program that prints the first 10 square numbers
 
-.PHONY: setup demo test test-fast bench lint typecheck zipapp clean
+.PHONY: setup demo test test-fast bench lint typecheck zipapp clean screenshots
 
 setup:
 	@tools/setup.sh
@@ -19,6 +19,10 @@ test-fast: setup
 
 bench: setup
 	$(PY) benchmarks/run
+
+# The web page's pictures in docs/screenshots/ (headless Chromium, replay provider).
+screenshots: setup
+	$(PY) tools/screenshots.py
 
 lint:
 	$(VENV)/bin/ruff check atomic tests benchmarks

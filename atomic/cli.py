@@ -123,7 +123,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         import trio
 
-        from .server.runtime import serve
+        from .server.serve import serve
 
         trio.run(partial(serve, settings, reload=partial(_settings, args, agent=args.agent), freeze_gc=True))
         return 0

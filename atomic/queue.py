@@ -25,18 +25,13 @@ from dataclasses import dataclass
 import outcome
 import trio
 
-from . import _fast
+from . import _fast, config
 from .errors import QueueFull, ValidationError
 
 __all__ = ["JobQueue", "Priority", "QueueStatistics"]
 
 _core = _fast.load("queue_core")
 
-# Time constant of the drain-rate estimate: gets older than this weigh 1/e as much.
-DRAIN_WINDOW_S = 60.0
-# Bounds of the Retry-After hint, in whole seconds.
-RETRY_AFTER_MIN_S = 1
-RETRY_AFTER_MAX_S = 60
 
 
 class Priority(enum.IntEnum):
@@ -89,6 +84,9 @@ class JobQueue:
         capacity: int,
         aging_s: float,
         clock: Callable[[], float] = trio.current_time,
+        *,
+        drain_window_s: float = config.default("queue_drain_window_s"),
+        retry_after_max_s: int = config.default("queue_retry_after_max_s"),
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -97,6 +95,9 @@ class JobQueue:
         self.capacity = capacity
         self.aging_s = aging_s
         self._clock = clock
+        # Time constant of the drain-rate estimate: gets older than this weigh 1/e as much.
+        self.drain_window_s = drain_window_s
+        self.retry_after_max_s = retry_after_max_s
         self._core = _core.QueueCore()
         self._seq = 0
         self._queued: dict[str, tuple[Priority, float]] = {}  # id -> (class, enqueued at)
@@ -250,22 +251,23 @@ class JobQueue:
         return {p.label: self._counts[p] for p in Priority}
 
     def drain_rate(self, now: float | None = None) -> float:
-        """Gets per second, exponentially weighted over about ``DRAIN_WINDOW_S``."""
+        """Gets per second, exponentially weighted over about ``drain_window_s``."""
         if self._decayed_at is None or self._born is None:
             return 0.0
         now = self._clock() if now is None else now
-        observed = 1.0 - math.exp(-max(now - self._born, 0.0) / DRAIN_WINDOW_S)
+        window = self.drain_window_s
+        observed = 1.0 - math.exp(-max(now - self._born, 0.0) / window)
         if observed <= 0.0:
             return 0.0
-        decayed = self._decayed_gets * math.exp(-max(now - self._decayed_at, 0.0) / DRAIN_WINDOW_S)
-        return decayed / DRAIN_WINDOW_S / observed
+        decayed = self._decayed_gets * math.exp(-max(now - self._decayed_at, 0.0) / window)
+        return decayed / window / observed
 
     def retry_after(self, now: float | None = None) -> int:
-        """Whole seconds until a slot is likely free: one item's drain time, bounded."""
+        """Whole seconds until a slot is likely free: one item's drain time, 1 s at least."""
         rate = self.drain_rate(now)
         if rate <= 0.0:
-            return RETRY_AFTER_MAX_S
-        return max(RETRY_AFTER_MIN_S, min(RETRY_AFTER_MAX_S, math.ceil(1.0 / rate)))
+            return self.retry_after_max_s
+        return max(1, min(self.retry_after_max_s, math.ceil(1.0 / rate)))
 
     def statistics(self) -> QueueStatistics:
         return QueueStatistics(
@@ -301,7 +303,7 @@ class JobQueue:
             self._decayed_gets = 1.0
         else:
             elapsed = max(now - self._decayed_at, 0.0)
-            self._decayed_gets = self._decayed_gets * math.exp(-elapsed / DRAIN_WINDOW_S) + 1.0
+            self._decayed_gets = self._decayed_gets * math.exp(-elapsed / self.drain_window_s) + 1.0
         self._decayed_at = now
         self.last_wait = waited
         if self.on_get is not None:

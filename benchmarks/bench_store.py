@@ -15,15 +15,13 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from atomic.contract import JobDocument, JobSpec
 from atomic.store import JobStore
 
 
-def _doc(i: int) -> dict:
-    return {
-        "id": f"job-{i:06d}", "state": "QUEUED", "priority": "normal",
-        "created_at": "2025-01-01T00:00:00Z", "finished_at": None,
-        "request": {"prompt": "write a program " * 20, "language": "python"},
-    }
+def _doc(i: int) -> JobDocument:
+    return JobDocument(id=f"job-{i:06d}", state="QUEUED", priority="normal", created_at="2025-01-01T00:00:00Z",
+                       request=JobSpec(prompt="write a program " * 20, language="python"))
 
 
 async def _run(n: int, concurrency: int) -> tuple[float, float]:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end: start `atomic serve` (agent included) in the background,
-# submit one prompt with `atomic generate`, show it stream, then stop the server.
+# submit one prompt with `atomic generate`, show it stream, then stop the server (on a
+# terminal, it first keeps serving the web page at http://127.0.0.1:PORT/ until Ctrl-C).
 # usage: tools/demo.sh "PROMPT"   (after tools/setup.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,3 +26,9 @@ fi
 "$ATOMIC" status --url "$URL" || true
 echo
 time "$ATOMIC" generate --url "$URL" --out out "$PROMPT"
+if [ -n "$started" ] && [ -t 0 ] && [ -t 1 ]; then
+    echo
+    echo "The web page: open $URL/ (the server keeps running; Ctrl-C stops it)"
+    trap 'exit 0' INT  # Ctrl-C: the EXIT trap stops the server
+    wait "$started" || true
+fi

@@ -11,13 +11,17 @@ PY=${PYTHON:-python3}
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 
-# 1. System packages: Docker engine and debootstrap.
+# 1. System packages: Docker engine, debootstrap, Chromium.
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v git >/dev/null || need+=(git)
 command -v curl >/dev/null || need+=(curl)
 command -v cc >/dev/null || need+=(build-essential)
+# The browser tests (tests/web) and `make screenshots`: Debian's Chromium, driven by
+# Playwright with this browser's path (Playwright's own browser downloads are not used).
+command -v chromium >/dev/null || need+=(chromium)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 "$PY" -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 "$PY" -c 'import sysconfig,os,sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"],"Python.h")))' 2>/dev/null || need+=(python3-dev)
 if [ ${#need[@]} -gt 0 ]; then

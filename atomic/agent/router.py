@@ -21,16 +21,13 @@ from typing import Any
 
 import trio
 
+from ..backoff import backoff
 from ..config import Settings
 from ..errors import AtomicError, ProviderError, ProviderRateLimited, ProviderRequestError, UnknownProvider
 from .providers import PROVIDERS
 from .providers.base import Finish, Message, Provider, ProviderRequest, TextDelta, Usage
 
 log = logging.getLogger(__name__)
-
-BACKOFF_BASE_S = 0.5
-BACKOFF_CAP_S = 8.0
-RETRY_AFTER_CAP_S = 60.0
 
 OnText = Callable[[str], Awaitable[None]]
 
@@ -183,9 +180,8 @@ class Router:
         """Seconds before retry ``attempt`` (0-based): exponential, jittered, or the hint."""
         hint = exc.details.get("retry_after") if isinstance(exc, ProviderRateLimited) else None
         if isinstance(hint, (int, float)) and hint >= 0:
-            return min(float(hint), RETRY_AFTER_CAP_S)
-        ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2**attempt))
-        return ceiling * (0.5 + 0.5 * self._rng.random())
+            return min(float(hint), self.settings.provider_retry_after_cap_s)
+        return backoff(attempt, self.settings.provider_backoff_s, self.settings.provider_backoff_cap_s, self._rng)
 
     def _account(self, provider: str, model: str, usage: Usage) -> None:
         totals = self._totals.setdefault((provider, model), _Totals())

@@ -44,7 +44,6 @@ from .router import Router, parse_request
 log = logging.getLogger(__name__)
 
 # Deltas closer together than this leave in one ``token`` frame (see TokenBatcher).
-TOKEN_BATCH_S = 0.001
 
 
 @dataclass(frozen=True)
@@ -189,7 +188,7 @@ class _Session:
         server.active_generations += 1
         server.generations += 1
         reply: dict[str, Any] | None = None
-        batcher = TokenBatcher(lambda text: conn.send(m.token(rid, text)), nursery)
+        batcher = TokenBatcher(lambda text: conn.send(m.token(rid, text)), nursery, server.settings.token_batch_s)
         try:
             with scope:
                 with trio.move_on_after(server.settings.generate_timeout_s) as deadline:
@@ -233,15 +232,16 @@ class _Session:
 class TokenBatcher:
     """One generation's deltas on their way to the client.
 
-    A delta that comes ``TOKEN_BATCH_S`` or more after the last frame leaves at once, so a
+    A delta that comes ``interval`` (``token_batch_s``) or more after the last frame leaves at once, so a
     model's paced stream (a token every 5-50 ms) gains no latency. Deltas that come faster
-    (replay at full speed, several SSE events in one read) wait at most ``TOKEN_BATCH_S``
+    (replay at full speed, several SSE events in one read) wait at most ``interval``
     and leave joined, as one frame: each frame is a system call here, a wake-up and a
     decode in the server, and an event for every watcher of the job.
     """
 
-    def __init__(self, send: Callable[[str], Awaitable[None]], nursery: trio.Nursery) -> None:
+    def __init__(self, send: Callable[[str], Awaitable[None]], nursery: trio.Nursery, interval: float) -> None:
         self._send = send
+        self._interval = interval
         self._nursery = nursery
         self._pending: list[str] = []
         self._next_free = -math.inf
@@ -251,7 +251,7 @@ class TokenBatcher:
     async def add(self, text: str) -> None:
         now = trio.current_time()
         if not self._pending and now >= self._next_free:
-            self._next_free = now + TOKEN_BATCH_S
+            self._next_free = now + self._interval
             await self._send(text)
             return
         self._pending.append(text)
@@ -263,7 +263,7 @@ class TokenBatcher:
         """Send what is pending now (taken before the send, so frames keep their order)."""
         if self._pending and not self._closed:
             text, self._pending = "".join(self._pending), []
-            self._next_free = trio.current_time() + TOKEN_BATCH_S
+            self._next_free = trio.current_time() + self._interval
             await self._send(text)
 
     def close(self) -> None:
@@ -425,7 +425,7 @@ def main(settings: Settings) -> int:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with trio.open_nursery() as nursery:
                 server = await nursery.start(serve_agent, settings)
-                gc.freeze()  # startup's objects stay out of every collection (see server.runtime)
+                gc.freeze()  # startup's objects stay out of every collection (see server.serve)
                 parent = os.environ.get("ATOMIC_AGENT_PARENT_PID")
                 if parent and parent.isdigit():
                     nursery.start_soon(_leave_with_parent, int(parent), nursery.cancel_scope)

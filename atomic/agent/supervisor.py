@@ -22,17 +22,13 @@ from typing import Any
 
 import trio
 
+from ..backoff import backoff
 from ..config import FIELDS, Settings, env_name
 from ..errors import AgentUnavailable, AtomicError
 from ..ipc import messages as m
 from ..ipc.connection import open_connection
 
 log = logging.getLogger(__name__)
-
-RESTART_BASE_S = 0.1
-RESTART_CAP_S = 5.0
-STABLE_AFTER_S = 30.0  # a child that ran this long resets the backoff
-PROBE_INTERVAL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -131,8 +127,9 @@ class AgentSupervisor:
             finally:
                 await self._stop(proc)
                 self.last_exit_code = proc.returncode
-            failures = 0 if trio.current_time() - began > STABLE_AFTER_S else failures + 1
-            delay = min(RESTART_CAP_S, RESTART_BASE_S * 2 ** min(failures, 16)) * (0.5 + 0.5 * self._rng.random())
+            # A child that ran long enough resets the backoff.
+            failures = 0 if trio.current_time() - began > self.settings.agent_stable_s else failures + 1
+            delay = backoff(failures, self.settings.agent_restart_s, self.settings.agent_restart_cap_s, self._rng)
             log.warning("agent exited with code %s; restarting in %.2fs", proc.returncode, delay)
             await trio.sleep(delay)
             self.restarts += 1
@@ -154,7 +151,7 @@ class AgentSupervisor:
             while proc.returncode is None:
                 if await self._probe():
                     return True
-                with trio.move_on_after(PROBE_INTERVAL_S):
+                with trio.move_on_after(self.settings.agent_probe_s):
                     await proc.wait()
         return False
 

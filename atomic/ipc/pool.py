@@ -25,6 +25,7 @@ from typing import Any
 
 import trio
 
+from ..backoff import backoff
 from ..config import Settings
 from ..errors import (
     AgentUnavailable,
@@ -40,9 +41,6 @@ from .connection import Connection, open_connection
 from .idle import IdleWatch, open_idle_watch
 
 log = logging.getLogger(__name__)
-
-RECONNECT_BASE_S = 0.05
-RECONNECT_CAP_S = 2.0
 
 # Frames the agent may send the pool; all but hello answer a request by its id.
 _FROM_AGENT = frozenset({m.TOKEN, m.DONE, m.ERROR, m.PONG, m.HELLO})
@@ -243,8 +241,7 @@ class AgentPool:
         self._assign()
 
     def _backoff(self, failures: int) -> float:
-        ceiling = min(RECONNECT_CAP_S, RECONNECT_BASE_S * (2 ** min(failures, 16)))
-        return ceiling * (0.5 + 0.5 * self._rng.random())
+        return backoff(failures, self.settings.ipc_reconnect_s, self.settings.ipc_reconnect_cap_s, self._rng)
 
     # --- the service ---------------------------------------------------------------------
 

@@ -1,10 +1,12 @@
 """A job: its state machine, its document, and the events its watchers see.
 
-The job document is the contract's; :meth:`Job.document` renders it. Watchers (WebSocket
-clients, ``wait=true`` requests) subscribe to an :class:`EventBuffer`, which never blocks
-the job: a slow reader's pending ``token`` and ``output`` events are coalesced into one,
-while ``state``, ``file`` and ``done`` events are always kept, so a buffer's length is
-bounded by the number of states and files, never by the number of tokens.
+The job document is the contract's (:class:`~atomic.contract.JobDocument`);
+:meth:`Job.document` renders it from the typed records the pipeline keeps. Watchers
+(WebSocket clients, ``wait=true`` requests) subscribe to an :class:`EventBuffer`, which
+never blocks the job: a slow reader's pending ``token`` and ``output`` events are
+coalesced into one, while ``state``, ``file`` and ``done`` events are always kept, so a
+buffer's length is bounded by the number of states and files, never by the number of
+tokens.
 """
 
 from __future__ import annotations
@@ -13,11 +15,28 @@ import enum
 import secrets
 import time
 from collections import deque
-from datetime import datetime, UTC
-from typing import Any
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
+import msgspec
 import trio
+
+from ..contract import (
+    Artifact,
+    Attempt,
+    DoneEvent,
+    ExecutionResult,
+    FileRecord,
+    JobDocument,
+    JobSpec,
+    OutputEvent,
+    Stage,
+    StateEvent,
+    TokenEvent,
+    Usage,
+)
+from ..contract.documents import JobError
+from ..contract.stream import JobEvent
 
 
 class State(enum.StrEnum):
@@ -55,10 +74,6 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def empty_usage() -> dict[str, Any]:
-    return {"provider": None, "model": None, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-
-
 def new_id() -> str:
     """32 hex digits: the creation time in milliseconds (12), then 80 random bits (20).
 
@@ -72,26 +87,31 @@ def new_id() -> str:
 class EventBuffer:
     """One watcher's pending events; bounded by coalescing, never by dropping state."""
 
-    COALESCE = ("token", "output")
-
     def __init__(self) -> None:
-        self._events: deque[dict[str, Any]] = deque()
+        self._events: deque[JobEvent] = deque()
         self._ready = trio.Event()
         self.closed = False
         self.coalesced = 0
+        self._owned: JobEvent | None = None  # the last event, when it is our own copy
 
-    def push(self, event: dict[str, Any]) -> None:
+    def push(self, event: JobEvent) -> None:
         if self.closed:
             return
-        kind = event["type"]
-        if kind in self.COALESCE and self._events:
-            last = self._events[-1]
-            if last["type"] == kind and last.get("stream") == event.get("stream"):
-                key = "text" if kind == "token" else "data"
-                last[key] = last[key] + event[key]
-                self.coalesced += 1
-                return
-        self._events.append(dict(event) if kind in self.COALESCE else event)
+        if isinstance(event, (TokenEvent, OutputEvent)):
+            last = self._events[-1] if self._events else None
+            if last is not None and last is self._owned:
+                if isinstance(event, TokenEvent) and isinstance(last, TokenEvent):
+                    last.text += event.text
+                    self.coalesced += 1
+                    return
+                if isinstance(event, OutputEvent) and isinstance(last, OutputEvent) and last.stream == event.stream:
+                    last.data += event.data
+                    self.coalesced += 1
+                    return
+            # Events are shared by every watcher of a job: coalesce into a copy of our own.
+            event = msgspec.structs.replace(event)
+            self._owned = event
+        self._events.append(event)
         self._ready.set()
 
     def close(self) -> None:
@@ -101,7 +121,7 @@ class EventBuffer:
     def __len__(self) -> int:
         return len(self._events)
 
-    async def get_batch(self) -> list[dict[str, Any]]:
+    async def get_batch(self) -> list[JobEvent]:
         """Everything pending, waiting for at least one event; [] once closed and drained."""
         while not self._events:
             if self.closed:
@@ -110,6 +130,7 @@ class EventBuffer:
             self._ready = trio.Event()
         out = list(self._events)
         self._events.clear()
+        self._owned = None
         return out
 
 
@@ -146,7 +167,7 @@ class Job:
         "watchers",
     )
 
-    def __init__(self, request: dict[str, Any], *, job_id: str | None = None) -> None:
+    def __init__(self, request: JobSpec, *, job_id: str | None = None) -> None:
         self.id = job_id or new_id()
         self.request = request
         self.state = State.QUEUED
@@ -154,30 +175,30 @@ class Job:
         self.created_at = now_iso()
         self.started_at: str | None = None
         self.finished_at: str | None = None
-        self.stages: Sequence[dict[str, Any]] = ()
-        self.files: Sequence[dict[str, Any]] = ()
-        self.execution: dict[str, Any] | None = None
-        self.attempts: Sequence[dict[str, Any]] = ()  # one per generate/execute round
-        self.outputs: Sequence[dict[str, Any]] = ()  # files the program wrote (collect: true)
-        self.usage: dict[str, Any] | None = None  # set by GENERATING
-        self.artifacts: Sequence[dict[str, Any]] = ()
-        self.error: dict[str, Any] | None = None
+        self.stages: Sequence[Stage] = ()
+        self.files: Sequence[FileRecord] = ()
+        self.execution: ExecutionResult | None = None
+        self.attempts: Sequence[Attempt] = ()  # one per generate/execute round
+        self.outputs: Sequence[FileRecord] = ()  # files the program wrote (collect: true)
+        self.usage: Usage | None = None  # set by GENERATING
+        self.artifacts: Sequence[Artifact] = ()
+        self.error: JobError | None = None
         self.recovered = 0  # times this job was re-queued after a restart
         self.queue_position: int | None = None
-        self.accepted: dict[str, Any] | None = None  # the document as first stored, until answered
+        self.accepted: JobDocument | None = None  # the document as first stored, until answered
         self.watchers: set[EventBuffer] | None = None
         self.finished = trio.Event()
         self.cancel_scope: trio.CancelScope | None = None
         self.cancel_requested = False
         self._stage_t0: float | None = None
 
-    def take_accepted(self) -> dict[str, Any]:
+    def take_accepted(self) -> JobDocument:
         """The document as first stored, for the one answer that accepts the job; then
         dropped, so it is not kept for every queued job."""
         doc, self.accepted = self.accepted or self.document(), None
         return doc
 
-    def add_attempt(self, record: dict[str, Any]) -> None:
+    def add_attempt(self, record: Attempt) -> None:
         self.attempts = [*self.attempts, record]
 
     def add_watcher(self, buf: EventBuffer) -> None:
@@ -190,16 +211,15 @@ class Job:
         """Move to ``state``, closing the previous stage's timing record."""
         t = trio.current_time()
         stamp = now_iso()
-        if self.stages and self.stages[-1]["finished_at"] is None:
+        if self.stages and self.stages[-1].finished_at is None:
             last = self.stages[-1]
-            last["finished_at"] = stamp
+            last.finished_at = stamp
             t0 = t if self._stage_t0 is None else self._stage_t0
-            last["duration_ms"] = round((t - t0) * 1000, 3)
+            last.duration_ms = round((t - t0) * 1000, 3)
         if state in RUNNING:
             if self.started_at is None:
                 self.started_at = stamp
-            self.stages = [*self.stages, {"name": state.value, "started_at": stamp, "finished_at": None,
-                                          "duration_ms": None}]
+            self.stages = [*self.stages, Stage(name=state.value, started_at=stamp)]
             self._stage_t0 = t
         self.state = state
         if state in PROGRESS:
@@ -208,20 +228,20 @@ class Job:
             self.finished_at = stamp
             if state == State.COMPLETE:
                 self.progress = 1.0
-        self.emit({"type": "state", "state": state.value, "progress": round(self.progress, 4)})
+        self.emit(StateEvent(state=state.value, progress=round(self.progress, 4)))
 
-    def finish(self, state: State, error: dict[str, Any] | None = None) -> None:
+    def finish(self, state: State, error: JobError | None = None) -> None:
         self.error = error
         self.queue_position = None
         self.enter(state)
-        self.emit({"type": "done", "job": self.document()})
+        self.emit(DoneEvent(job=self.document()))
         for w in list(self.watchers or ()):
             w.close()
         # ``finished`` is set by whoever stores the final document (the manager), so that
         # anyone woken by it reads a stored, final job.
 
     # --- events -------------------------------------------------------------------------
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: JobEvent) -> None:
         if self.watchers:
             for w in self.watchers:
                 w.push(event)
@@ -229,7 +249,7 @@ class Job:
     def watch(self) -> EventBuffer:
         buf = EventBuffer()
         if self.state.terminal:
-            buf.push({"type": "done", "job": self.document()})
+            buf.push(DoneEvent(job=self.document()))
             buf.close()
         else:
             self.add_watcher(buf)
@@ -240,49 +260,47 @@ class Job:
             self.watchers.discard(buf)
 
     # --- the document ---------------------------------------------------------------------
-    def document(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "state": self.state.value,
-            "priority": self.request.get("priority", "normal"),
-            "progress": round(self.progress, 4),
-            "queue_position": self.queue_position if self.state == State.QUEUED else None,
-            "created_at": self.created_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "stages": [dict(s) for s in self.stages],
-            "request": {k: v for k, v in self.request.items() if k != "wait"},
-            "files": list(self.files),
-            "execution": self.execution,
-            "attempts": list(self.attempts),
-            "outputs": list(self.outputs),
-            "usage": dict(self.usage) if self.usage is not None else empty_usage(),
-            "artifacts": [
-                {k: v for k, v in a.items() if k in ("format", "url", "size", "sha256", "filename")}
-                for a in self.artifacts
-            ],
-            "error": self.error,
-            "recovered": self.recovered,
-        }
+    def document(self) -> JobDocument:
+        return JobDocument(
+            id=self.id,
+            state=self.state.value,
+            priority=self.request.priority,
+            progress=round(self.progress, 4),
+            queue_position=self.queue_position if self.state == State.QUEUED else None,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            # Stage records are still written to while the job runs; a document is a snapshot.
+            stages=[msgspec.structs.replace(s) for s in self.stages],
+            request=self.request,
+            files=list(self.files),
+            execution=self.execution,
+            attempts=list(self.attempts),
+            outputs=list(self.outputs),
+            usage=msgspec.structs.replace(self.usage) if self.usage is not None else Usage(),
+            artifacts=list(self.artifacts),
+            error=self.error,
+            recovered=self.recovered,
+        )
 
     @classmethod
-    def from_document(cls, doc: dict[str, Any]) -> Job:
+    def from_document(cls, doc: JobDocument) -> Job:
         """Rebuild a job from its stored document (for recovery and finished jobs)."""
-        job = cls(dict(doc.get("request") or {}), job_id=doc["id"])
-        job.state = State(doc["state"])
-        job.progress = float(doc.get("progress") or 0.0)
-        job.created_at = doc.get("created_at") or job.created_at
-        job.started_at = doc.get("started_at")
-        job.finished_at = doc.get("finished_at")
-        job.stages = list(doc.get("stages") or [])
-        job.files = list(doc.get("files") or [])
-        job.execution = doc.get("execution")
-        job.attempts = list(doc.get("attempts") or [])
-        job.outputs = list(doc.get("outputs") or [])
-        job.usage = dict(doc["usage"]) if doc.get("usage") else None
-        job.artifacts = list(doc.get("artifacts") or [])
-        job.error = doc.get("error")
-        job.recovered = int(doc.get("recovered") or 0)
+        job = cls(doc.request, job_id=doc.id)
+        job.state = State(doc.state)
+        job.progress = doc.progress
+        job.created_at = doc.created_at
+        job.started_at = doc.started_at
+        job.finished_at = doc.finished_at
+        job.stages = list(doc.stages)
+        job.files = list(doc.files)
+        job.execution = doc.execution
+        job.attempts = list(doc.attempts)
+        job.outputs = list(doc.outputs)
+        job.usage = doc.usage
+        job.artifacts = list(doc.artifacts)
+        job.error = doc.error
+        job.recovered = doc.recovered
         if job.state.terminal:
             job.finished.set()
         return job

@@ -15,43 +15,25 @@ period, then are cancelled and stored as QUEUED, to be picked up by the next sta
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
+import msgspec
 import trio
 
 from .. import errors, logs
-from ..config import Settings
+from ..contract import Attempt, ExecutionResult, JobDocument, JobSpec
+from ..contract.documents import JobError
 from ..errors import JobFailed
-from .job import TERMINAL, EventBuffer, Job, State
+from .job import EventBuffer, Job, State
+from .services import Services
 from .stages import Pipeline
 
+if TYPE_CHECKING:
+    from ..sandbox import RunSpec
+
 log = logging.getLogger("atomic.jobs")
-
-MAX_RECOVERIES = 3
-
-
-@dataclass
-class Services:
-    """What a pipeline needs from the rest of the process."""
-
-    settings: Settings
-    agent: Any  # atomic.ipc.pool.AgentPool
-    sandbox: Any  # atomic.sandbox.SandboxController
-    store: Any  # atomic.store.JobStore
-    artifacts: Any  # atomic.store.ArtifactStore
-    queue: Any  # atomic.queue.JobQueue
-    metrics: Any  # atomic.metrics.Metrics
-
-    async def persist(self, job: Job) -> None:
-        await self.store.put(job.document())
-
-    async def persist_soon(self, job: Job) -> None:
-        """Store a stage change with the next group commit, without waiting for it (a
-        crash may lose it: recovery re-queues the job from its last committed state).
-        Still a checkpoint, so a cancel lands in the stage it was asked in."""
-        self.store.put_nowait(job.document())
-        await trio.lowlevel.checkpoint()
 
 
 @dataclass
@@ -59,12 +41,16 @@ class ExecRun:
     """An /api/execute run waiting in the queue for a worker."""
 
     id: str
-    spec: Any
-    on_output: Any = None
+    spec: RunSpec
+    on_output: Callable[[str, str], None] | None = None
     done: trio.Event = field(default_factory=trio.Event)
-    result: Any = None
-    error: BaseException | None = None
+    result: ExecutionResult | None = None
+    error: errors.AtomicError | None = None
     scope: trio.CancelScope | None = None
+
+
+def _cancelled(stage: str) -> JobError:
+    return JobError(code="cancelled", message="the job was cancelled", stage=stage)
 
 
 class JobManager:
@@ -79,6 +65,9 @@ class JobManager:
         self._idle = trio.Event()
         self._idle.set()
         self._run_seq = 0
+        # Jobs whose first commit is under way: a worker that takes one from the queue
+        # (put_nowait may hand it over at once) waits for the commit before running it.
+        self._committing: dict[str, trio.Event] = {}
         self.queue.on_get = self._on_get
 
     # --- service ----------------------------------------------------------------------
@@ -99,29 +88,40 @@ class JobManager:
             await self._idle.wait()
 
     # --- accepting ----------------------------------------------------------------------
-    async def submit(self, request: dict[str, Any], *, watcher: EventBuffer | None = None) -> Job:
+    async def submit(self, request: JobSpec, *, watcher: EventBuffer | None = None) -> Job:
         """Accept a job: durable when this returns. ``watcher`` sees every event from the first."""
         if self.shutting_down:
             raise errors.ShuttingDown("the server is shutting down and takes no new jobs")
         job = Job(request)
         if watcher is not None:
             job.add_watcher(watcher)
-        self.queue.put_nowait(job.id, request.get("priority", "normal"))  # raises QueueFull
+        committed = self._committing[job.id] = trio.Event()
+        try:
+            self.queue.put_nowait(job.id, request.priority)  # raises QueueFull
+        except BaseException:
+            del self._committing[job.id]
+            raise
         self.active[job.id] = job
         job.queue_position = self.queue.position(job.id)
-        # The 202 answer shows the job as accepted, even if a worker starts it while the
-        # document is being committed.
+        # The 202 answer shows the job as accepted, even if a worker starts it once the
+        # document is committed.
         job.accepted = job.document()
         try:
             await self.s.store.put(job.accepted)
         except BaseException:
+            # Not accepted: out of the queue, or (handed to a worker already) dropped by
+            # that worker, which finds it gone from ``active`` once woken below.
             self.queue.remove(job.id)
             self.active.pop(job.id, None)
             raise
+        finally:
+            del self._committing[job.id]
+            committed.set()
         self.s.metrics.job_state(None, State.QUEUED.value)
         return job
 
-    async def execute(self, spec: Any, priority: str = "normal", on_output: Any = None) -> Any:
+    async def execute(self, spec: RunSpec, priority: str = "normal",
+                      on_output: Callable[[str, str], None] | None = None) -> ExecutionResult:
         """Run one /api/execute body through the queue; returns the ExecutionResult."""
         if self.shutting_down:
             raise errors.ShuttingDown("the server is shutting down and takes no new runs")
@@ -140,10 +140,11 @@ class JobManager:
             self.runs.pop(run.id, None)
         if run.error is not None:
             raise run.error
+        assert run.result is not None
         return run.result
 
     # --- reading ------------------------------------------------------------------------
-    async def get(self, job_id: str) -> dict[str, Any]:
+    async def get(self, job_id: str) -> JobDocument:
         job = self.active.get(job_id)
         if job is not None:
             return self._document(job)
@@ -162,36 +163,39 @@ class JobManager:
             raise errors.JobNotFound(f"no job has the id {job_id!r}")
         return Job.from_document(doc)
 
-    async def list(self, state: str | None, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        docs, nxt = await self.s.store.list(state, limit, cursor)
+    async def page(self, state: str | None, limit: int, cursor: str | None) -> tuple[list[JobDocument], str | None]:
+        """A page of job documents, newest first (live jobs as they are now)."""
+        docs, nxt = await self.s.store.page(state, limit, cursor)
         out = []
         for doc in docs:
-            live = self.active.get(doc["id"])
+            live = self.active.get(doc.id)
             out.append(self._document(live) if live is not None else doc)
         return out, nxt
 
-    def _document(self, job: Job) -> dict[str, Any]:
+    def _document(self, job: Job) -> JobDocument:
         if job.state == State.QUEUED:
             job.queue_position = self.queue.position(job.id)
         return job.document()
 
     # --- cancelling ---------------------------------------------------------------------
-    async def cancel(self, job_id: str) -> dict[str, Any]:
+    async def cancel(self, job_id: str) -> JobDocument:
+        """Cancel a queued or running job; it is kept, in CANCELLED."""
         job = self.active.get(job_id)
         if job is None:
             doc = await self.s.store.get(job_id)
             if doc is None:
                 raise errors.JobNotFound(f"no job has the id {job_id!r}")
-            raise errors.JobFinished(f"job {job_id} has already ended ({doc['state']})")
+            raise errors.JobFinished(f"job {job_id} has already ended ({doc.state})")
         if job.state.terminal:
             raise errors.JobFinished(f"job {job_id} has already ended ({job.state.value})")
         job.cancel_requested = True
         if job.state == State.QUEUED and self.queue.remove(job.id):
-            await self._finish(job, State.CANCELLED, None)
+            await self._finish(job, State.CANCELLED, _cancelled(State.QUEUED.value))
             return job.document()
         if job.cancel_scope is not None:
             job.cancel_scope.cancel()
-        with trio.move_on_after(self.settings.cleanup_timeout_s + 1):
+        # A running job's cleanup (its sandbox removed) is bounded by cleanup_timeout_s.
+        with trio.move_on_after(2 * self.settings.cleanup_timeout_s):
             await job.finished.wait()
         if job.state.terminal and job.state != State.CANCELLED:
             # It ended on its own before the cancel could take effect.
@@ -204,24 +208,24 @@ class JobManager:
         requeued = failed = 0
         for doc in docs:
             job = Job.from_document(doc)
-            if job.recovered >= MAX_RECOVERIES:
+            if job.recovered >= self.settings.max_recoveries:
                 job.error = None
                 await self._finish(
                     job,
                     State.FAILED,
-                    {
-                        "code": "interrupted",
-                        "message": f"the job was interrupted {job.recovered + 1} times by restarts; not retried",
-                        "stage": doc["state"],
-                    },
+                    JobError(
+                        code="interrupted",
+                        message=f"the job was interrupted {job.recovered + 1} times by restarts; not retried",
+                        stage=doc.state,
+                    ),
                 )
                 failed += 1
                 continue
             interrupted_in = job.state.value
             self._reset(job)
             job.recovered += 1
-            job.add_attempt({"interrupted": True, "stage": interrupted_in})
-            self.queue.put_nowait(job.id, job.request.get("priority", "normal"), force=True)
+            job.add_attempt(Attempt(interrupted=True, stage=interrupted_in))
+            self.queue.put_nowait(job.id, job.request.priority, force=True)
             self.active[job.id] = job
             await self.s.persist(job)
             requeued += 1
@@ -250,7 +254,7 @@ class JobManager:
                     log.info("pruned %d finished job(s) past retention", len(ids))
             except errors.AtomicError as exc:
                 log.warning("retention sweep failed: %s", exc)
-            await trio.sleep(3600)
+            await trio.sleep(self.settings.retention_sweep_s)
 
     # --- running ------------------------------------------------------------------------
     def _on_get(self, item_id: str, waited_s: float) -> None:
@@ -259,6 +263,9 @@ class JobManager:
     async def _worker(self) -> None:
         while True:
             item_id = await self.queue.get()
+            committing = self._committing.get(item_id)
+            if committing is not None:
+                await committing.wait()  # a job runs only once it is durable
             self.busy += 1
             self._idle = trio.Event() if self.busy == 1 else self._idle
             try:
@@ -279,8 +286,9 @@ class JobManager:
         with trio.CancelScope() as scope:
             run.scope = scope
             try:
-                run.result = await self.s.sandbox.execute(run.spec, on_output=run.on_output)
-                self.s.metrics.sandbox_run(run.result.termination)
+                result = await self.s.sandbox.execute(run.spec, on_output=run.on_output)
+                self.s.metrics.sandbox_run(result.termination)
+                run.result = ExecutionResult.of(result)
             except errors.AtomicError as exc:
                 run.error = exc
         if scope.cancelled_caught and run.result is None and run.error is None:
@@ -296,7 +304,7 @@ class JobManager:
 
     async def _run_job_logged(self, job: Job) -> None:
         t0 = trio.current_time()
-        outcome: tuple[State, dict[str, Any] | None] | None = None
+        outcome: tuple[State, JobError | None] | None = None
         try:
             with trio.CancelScope() as scope:
                 job.cancel_scope = scope
@@ -311,34 +319,32 @@ class JobManager:
                 except* JobFailed as group:
                     exc = group.exceptions[0]
                     assert isinstance(exc, JobFailed)
-                    outcome = (State.FAILED, {"code": exc.code, "message": exc.message, "stage": exc.stage})
+                    outcome = (State.FAILED, JobError(code=exc.code, message=exc.message, stage=exc.stage))
                 except* Exception as group:  # a bug: the job fails, the server lives on
                     bug = group.exceptions[0]
                     log.error("job %s: unexpected error in %s", job.id, job.state.value, exc_info=bug)
                     outcome = (
                         State.FAILED,
-                        {"code": "internal_error", "message": f"{type(bug).__name__}: {bug}",
-                         "stage": job.state.value},
+                        JobError(code="internal_error", message=f"{type(bug).__name__}: {bug}",
+                                 stage=job.state.value),
                     )
             if outcome is None:  # our scope was cancelled: the user asked
-                outcome = (State.CANCELLED, {"code": "cancelled", "message": "the job was cancelled",
-                                             "stage": job.state.value})
+                outcome = (State.CANCELLED, _cancelled(job.state.value))
                 if job.execution is not None and job.state == State.EXECUTING:
-                    job.execution = dict(job.execution, termination="cancelled")
+                    job.execution = msgspec.structs.replace(job.execution, termination="cancelled",
+                                                            verdict="cancelled")
             await self._finish(job, *outcome)
         except BaseException as exc:
-            if not _only_cancelled(exc):
+            if not errors.only_cancelled(exc):
                 raise
             # The server itself is stopping: keep the job for the next start.
             if job.cancel_requested:
                 with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
-                    await self._finish(job, State.CANCELLED, {"code": "cancelled",
-                                                               "message": "the job was cancelled",
-                                                               "stage": job.state.value})
+                    await self._finish(job, State.CANCELLED, _cancelled(job.state.value))
             else:
                 interrupted_in = job.state.value
                 self._reset(job)
-                job.add_attempt({"interrupted": True, "stage": interrupted_in})
+                job.add_attempt(Attempt(interrupted=True, stage=interrupted_in))
                 with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
                     await self.s.persist(job)
             raise
@@ -346,12 +352,12 @@ class JobManager:
             job.cancel_scope = None
             self.s.metrics.job_duration(trio.current_time() - t0)
 
-    async def _finish(self, job: Job, state: State, error: dict[str, Any] | None) -> None:
+    async def _finish(self, job: Job, state: State, error: JobError | None) -> None:
         previous = job.state.value
         job.finish(state, error)
         for stage in job.stages:
-            if stage.get("duration_ms") is not None:
-                self.s.metrics.stage(stage["name"], stage["duration_ms"] / 1000)
+            if stage.duration_ms is not None:
+                self.s.metrics.stage(stage.name, stage.duration_ms / 1000)
         self.s.metrics.job_state(previous, state.value)
         try:
             with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
@@ -374,15 +380,4 @@ class JobManager:
         )
 
 
-def _only_cancelled(exc: BaseException) -> bool:
-    """True for trio.Cancelled, alone or as the whole of an exception group."""
-    if isinstance(exc, trio.Cancelled):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        _, rest = exc.split(trio.Cancelled)
-        return rest is None
-    return False
-
-
-
-__all__ = ["TERMINAL", "JobManager", "Services"]
+__all__ = ["ExecRun", "JobManager"]

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .languages import Language
+
+if TYPE_CHECKING:
+    from ..contract import ExecutionResult
 
 SYSTEM = (
     "You are a careful {display} programmer. Write a complete, runnable program for the "
@@ -56,13 +60,13 @@ def messages(prompt: str, lang: Language) -> list[dict[str, str]]:
 
 
 def repair_messages(
-    previous: list[dict[str, str]], answer: str, lang: Language, execution: dict
+    previous: list[dict[str, str]], answer: str, lang: Language, execution: ExecutionResult
 ) -> list[dict[str, str]]:
     """Send a failing program back with what went wrong."""
-    verdict = execution.get("termination", "error")
+    verdict: str = execution.termination
     if verdict == "exited":
-        verdict = f"exit code {execution.get('exit_code')}"
-    out = (execution.get("stderr") or "")[-1500:] or (execution.get("stdout") or "")[-800:]
+        verdict = f"exit code {execution.exit_code}"
+    out = execution.stderr[-1500:] or execution.stdout[-800:]
     output = f"Its output ended with:\n```\n{out.strip()}\n```" if out.strip() else "It printed nothing."
     feedback = REPAIR.format(command=" ".join(lang.command()), verdict=verdict, output=output)
     return [*previous, {"role": "assistant", "content": answer}, {"role": "user", "content": feedback}]

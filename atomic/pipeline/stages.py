@@ -12,18 +12,22 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
 from .. import errors
+from ..backoff import backoff
+from ..contract import Artifact, Attempt, ExecutionResult, FileEvent, FileRecord, StateEvent, TokenEvent, Usage
+from ..contract import OutputEvent, run_limits
 from ..errors import JobFailed
 from . import prompt as prompts
-from .job import Job, State, empty_usage
+from .job import Job, State
 from .languages import LANGUAGES, Language
+from .services import Services
 
 if TYPE_CHECKING:
-    from .manager import Services
+    from ..sandbox import Limits
 
 log = logging.getLogger("atomic.pipeline")
 
@@ -31,11 +35,13 @@ AGENT_LOST = (errors.ConnectionBroken, errors.AgentUnavailable, errors.PoolTimeo
 
 
 @dataclass
-class Attempt:
+class Round:
+    """One generate/execute round: what was asked, answered, packaged and run."""
+
     messages: list[dict[str, str]]
     answer: str = ""
     files: list[tuple[str, bytes]] | None = None
-    execution: dict[str, Any] | None = None
+    execution: ExecutionResult | None = None
 
 
 class Pipeline:
@@ -45,7 +51,7 @@ class Pipeline:
         self.job = job
         self.s = services
         self.settings = services.settings
-        self.lang: Language = LANGUAGES[job.request["language"]]
+        self.lang: Language = LANGUAGES[job.request.language]
         self.outputs: list[tuple[str, bytes]] = []
 
     async def run(self) -> None:
@@ -54,10 +60,13 @@ class Pipeline:
 
         job.enter(State.PARSING)
         await self.s.persist_soon(job)
-        attempt = Attempt(messages=prompts.messages(req["prompt"], self.lang))
+        attempt = Round(messages=prompts.messages(req.prompt, self.lang))
         limits = self._limits()
 
-        repairs_left = self.settings.repair_attempts if req.get("execute", True) else 0
+        repairs = self.settings.repair_attempts
+        if req.repairs is not None:
+            repairs = min(req.repairs, repairs)  # the server's setting is the cap
+        repairs_left = repairs if req.execute else 0
         while True:
             job.enter(State.GENERATING)
             await self.s.persist_soon(job)
@@ -67,7 +76,7 @@ class Pipeline:
             await self.s.persist_soon(job)
             attempt.files = self.package(attempt.answer)
 
-            if req.get("execute", True):
+            if req.execute:
                 job.enter(State.EXECUTING)
                 await self.s.persist_soon(job)
                 attempt.execution = await self.execute(attempt.files, limits)
@@ -75,7 +84,7 @@ class Pipeline:
                 if self._succeeded(attempt.execution) or repairs_left == 0:
                     break
                 repairs_left -= 1
-                attempt = Attempt(
+                attempt = Round(
                     messages=prompts.repair_messages(attempt.messages, attempt.answer, self.lang, attempt.execution)
                 )
                 continue
@@ -88,7 +97,7 @@ class Pipeline:
 
         if attempt.execution is not None and not self._succeeded(attempt.execution):
             ex = attempt.execution
-            how = f"exit code {ex['exit_code']}" if ex["termination"] == "exited" else ex["termination"]
+            how = f"exit code {ex.exit_code}" if ex.termination == "exited" else ex.termination
             raise JobFailed(
                 f"the generated program failed in the sandbox ({how}) after "
                 f"{self._rounds()} attempt(s)",
@@ -102,11 +111,11 @@ class Pipeline:
         req = job.request
         request = {
             "messages": messages,
-            "provider": req.get("provider"),
-            "model": req.get("model"),
+            "provider": req.provider,
+            "model": req.model,
             "max_tokens": self.settings.max_tokens,
-            "temperature": self.settings.temperature,
-            "seed": self.settings.seed,
+            "temperature": self.settings.temperature if req.temperature is None else req.temperature,
+            "seed": self.settings.seed if req.seed is None else req.seed,
         }
         span = 0.55 / max(1, self.settings.repair_attempts + 1)
         base = job.progress
@@ -116,7 +125,7 @@ class Pipeline:
             nonlocal produced
             produced += 1
             job.progress = min(base + span * produced / self.settings.max_tokens, 0.6)
-            job.emit({"type": "token", "text": text})
+            job.emit(TokenEvent(text=text))
 
         tries = self.settings.generation_retries + 1
         for attempt in range(tries):
@@ -133,27 +142,29 @@ class Pipeline:
             except AGENT_LOST as exc:
                 if attempt + 1 < tries:
                     log.warning("job %s: agent lost (%s); retrying generation", job.id, exc.code)
-                    job.emit({"type": "state", "state": State.GENERATING.value, "progress": job.progress,
-                              "retry": attempt + 1})
-                    await trio.sleep(min(0.5 * 2**attempt, 5.0))
+                    job.emit(StateEvent(state=State.GENERATING.value, progress=job.progress, retry=attempt + 1))
+                    await trio.sleep(backoff(attempt, self.settings.generation_backoff_s,
+                                             self.settings.generation_backoff_cap_s))
                     continue
                 raise JobFailed(str(exc), code=exc.code, stage=State.GENERATING.value) from None
             except errors.AtomicError as exc:
                 raise JobFailed(str(exc), code=exc.code, stage=State.GENERATING.value) from None
         # Of this stage's time, how much the model itself took (the agent measures it).
         stage = job.stages[-1] if job.stages else None
-        if stage is not None and stage["name"] == State.GENERATING.value:
-            stage["model_ms"] = round(float(stage.get("model_ms") or 0.0) + float(done.get("model_ms") or 0.0), 3)
+        if stage is not None and stage.name == State.GENERATING.value:
+            before = stage.model_ms if isinstance(stage.model_ms, float) else 0.0
+            stage.model_ms = round(before + float(done.get("model_ms") or 0.0), 3)
         usage = done.get("usage") or {}
         if job.usage is None:
-            job.usage = empty_usage()
+            job.usage = Usage()
         u = job.usage
-        u["provider"] = done.get("provider")
-        u["model"] = done.get("model")
-        for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
-            u[key] = int(u.get(key) or 0) + int(usage.get(key) or 0)
+        u.provider = done.get("provider")
+        u.model = done.get("model")
+        u.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        u.completion_tokens += int(usage.get("completion_tokens") or 0)
+        u.total_tokens += int(usage.get("total_tokens") or 0)
         if usage.get("estimated"):
-            u["estimated"] = True
+            u.estimated = True
         self.s.metrics.tokens(done.get("provider"), done.get("model"), usage)
         return str(done.get("text") or "")
 
@@ -168,7 +179,7 @@ class Pipeline:
                 "the model's answer contained no program", code="no_code", stage=State.PACKAGING.value
             )
         files: list[tuple[str, bytes]] = []
-        records: list[dict[str, Any]] = []
+        records: list[FileRecord] = []
         job.files = records
         for f in extracted:
             try:
@@ -178,8 +189,8 @@ class Pipeline:
                 continue
             data = f.content.encode()
             files.append((path, data))
-            records.append({"path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
-            job.emit({"type": "file", "path": path, "size": len(data)})
+            records.append(FileRecord(path=path, size=len(data), sha256=hashlib.sha256(data).hexdigest()))
+            job.emit(FileEvent(path=path, size=len(data)))
         if not files or self.lang.entrypoint not in {p for p, _ in files}:
             raise JobFailed(
                 "the model's answer had no usable entry point", code="no_code", stage=State.PACKAGING.value
@@ -187,21 +198,21 @@ class Pipeline:
         return files
 
     # --- EXECUTING --------------------------------------------------------------------
-    def _limits(self) -> Any:
+    def _limits(self) -> Limits:
         try:
-            return self.s.sandbox.resolve_limits(self.job.request.get("limits") or None)
+            return self.s.sandbox.resolve_limits(run_limits(self.job.request.limits))
         except errors.ValidationError as exc:
             raise JobFailed(str(exc), code="validation_error", stage=State.PARSING.value) from None
 
-    async def execute(self, files: list[tuple[str, bytes]], limits: Any) -> dict[str, Any]:
+    async def execute(self, files: list[tuple[str, bytes]], limits: Limits) -> ExecutionResult:
         from ..sandbox import RunSpec
 
         job = self.job
 
         def on_output(stream: str, data: str) -> None:
-            job.emit({"type": "output", "stream": stream, "data": data})
+            job.emit(OutputEvent(stream=stream, data=data))  # type: ignore[arg-type]
 
-        collect = bool(job.request.get("collect"))
+        collect = job.request.collect
         spec = RunSpec(files=files, command=self.lang.command(), stdin=b"", limits=limits, job_id=job.id,
                        collect=collect)
         t0 = trio.current_time()
@@ -210,33 +221,28 @@ class Pipeline:
         except errors.SandboxError as exc:
             raise JobFailed(str(exc), code=exc.code, stage=State.EXECUTING.value) from None
         self.s.metrics.sandbox_run(result.termination)
-        record = result.to_dict()
         # The whole sandbox call (Docker's API round trips included), beside the
         # program's own duration_ms: what is left of EXECUTING is Atomic's.
-        record["sandbox_ms"] = round((trio.current_time() - t0) * 1000, 3)
+        record = ExecutionResult.of(result, sandbox_ms=round((trio.current_time() - t0) * 1000, 3))
         job.execution = record
         # What the program wrote into its workspace goes into the artifacts, under output/.
         self.outputs = [(f"output/{path}", data) for path, data in (result.files_out or [])]
         job.outputs = [
-            {"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()} for p, d in self.outputs
+            FileRecord(path=p, size=len(d), sha256=hashlib.sha256(d).hexdigest()) for p, d in self.outputs
         ]
         return record
 
     @staticmethod
-    def _succeeded(execution: dict[str, Any]) -> bool:
-        return execution.get("termination") == "exited" and execution.get("exit_code") == 0
+    def _succeeded(execution: ExecutionResult) -> bool:
+        return execution.termination == "exited" and execution.exit_code == 0
 
     def _rounds(self) -> int:
         """Generate/execute rounds so far (restart markers in ``attempts`` not counted)."""
-        return sum(1 for a in self.job.attempts if "attempt" in a)
+        return sum(1 for a in self.job.attempts if isinstance(a.attempt, int))
 
-    def _record(self, attempt: Attempt) -> None:
+    def _record(self, attempt: Round) -> None:
         self.job.add_attempt(
-            {
-                "attempt": self._rounds() + 1,
-                "files": [dict(f) for f in self.job.files],
-                "execution": attempt.execution,
-            }
+            Attempt(attempt=self._rounds() + 1, files=list(self.job.files), execution=attempt.execution)
         )
 
     # --- EXPORTING --------------------------------------------------------------------
@@ -244,10 +250,12 @@ class Pipeline:
         job = self.job
         try:
             arts = await self.s.artifacts.export(
-                job.id, files, job.request.get("export") or ["zip"], meta={"prompt": job.request["prompt"]}
+                job.id, files, list(dict.fromkeys(job.request.export)), meta={"prompt": job.request.prompt}
             )
         except errors.AtomicError as exc:
             raise JobFailed(str(exc), code="export_failed", stage=State.EXPORTING.value) from None
-        for a in arts:
-            a["url"] = f"/api/jobs/{job.id}/artifact?format={a['format']}"
-        job.artifacts = arts
+        job.artifacts = [
+            Artifact(format=a["format"], url=f"/api/jobs/{job.id}/artifact?format={a['format']}", size=a["size"],
+                     sha256=a["sha256"], filename=a["filename"])
+            for a in arts
+        ]

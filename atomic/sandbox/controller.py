@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from ..backoff import backoff
 from ..config import Settings
 from ..errors import SandboxError, SandboxUnavailable, ValidationError
 from . import paths, reaper
@@ -58,16 +59,6 @@ from .run import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_MAX_BACKOFF_S = 30.0
-# The warm pool refills only after this long without a run starting. Under a steady
-# stream of runs a refill costs the engine as much as a cold start and competes with the
-# runs themselves; the pool pays off when work comes in bursts after a pause.
-_REFILL_QUIET_S = 0.25
-# A used container is removed this long after its run. Removal costs the engine about
-# 100 ms of CPU (runc, the shim, cgroup and mount teardown) while the job that used it
-# has a few milliseconds left (packaging, archives, the final commit): on a small machine
-# the two competed, and the job's result waited for the engine's cleanup.
-_DISPOSE_DELAY_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -260,22 +251,24 @@ class SandboxController:
                         await self.reap()
 
     async def _health_loop(self) -> None:
-        backoff = 0.5
+        failures = 0
         while True:
             if await self._probe():
-                backoff = 0.5
+                failures = 0
                 await self.reap()
                 with trio.move_on_after(self._settings.reap_interval_s):
                     await self._health_wakeup.wait()
             else:
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                await trio.sleep(backoff(failures, self._settings.sandbox_retry_s, self._settings.sandbox_retry_cap_s))
+                failures += 1
             self._health_wakeup = trio.Event()
 
     async def _fill_loop(self, nursery: trio.Nursery) -> None:
         while True:
             if self._available:
-                quiet = self._last_start + _REFILL_QUIET_S - trio.current_time()
+                # The pool refills only after a quiet spell: under a steady stream of runs a
+                # refill costs the engine as much as a cold start and competes with the runs.
+                quiet = self._last_start + self._settings.warm_refill_quiet_s - trio.current_time()
                 if quiet > 0:
                     await trio.sleep(quiet)
                     continue
@@ -408,7 +401,9 @@ class SandboxController:
 
     async def _remove_later(self, sb: Sandbox) -> None:
         try:
-            await trio.sleep(_DISPOSE_DELAY_S)
+            # Removal costs the engine ~100 ms of CPU while the job that used the container
+            # has a few ms left (archives, the final commit): the job goes first.
+            await trio.sleep(self._settings.sandbox_dispose_s)
         finally:  # a shutdown cancels the pause, never the removal
             await self._remove(sb)
 

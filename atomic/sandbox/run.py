@@ -29,7 +29,6 @@ OnOutput = Callable[[str, str], None]
 # What a process prints when fork/clone fails with EAGAIN (pids limit), when no cgroup
 # counter can tell us.
 _FORK_MARKERS = ("Resource temporarily unavailable", "BlockingIOError", "fork: retry", "Cannot fork")
-_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -208,7 +207,7 @@ async def supervise(
             seen = cgroup_counters(sb.container_id)
             if seen is not None:
                 counters = seen
-            await trio.sleep(_POLL_S)
+            await trio.sleep(settings.sandbox_poll_s)
 
     killed: str | None = None
     async with trio.open_nursery() as nursery:

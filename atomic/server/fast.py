@@ -1,79 +1,87 @@
-"""An ASGI layer in front of Quart for the hottest, simplest routes.
+"""The ASGI layer in front of Quart: the hottest, simplest routes, and kept-alive
+connections that outlive an early answer.
 
 ``GET /health`` is what load balancers and orchestrators hit many times a second; it
 touches no dependency and its answer never changes. Going through Quart costs a request
-context, hooks and a response object per call, which halves throughput. This layer answers
-it directly, keeping the contract's headers (``X-Request-ID``, CORS) and the request
-metrics; everything else (including ``OPTIONS /health``) goes to the Quart app untouched.
+context, hooks and a response object per call, which halves throughput. This layer
+answers it (and, when nothing about the request is unusual, ``GET /api/status`` and
+``POST /api/generate``) directly, keeping the contract's headers (:mod:`.http`) and the
+request metrics; everything else goes to the Quart app.
+
+Every request with a body also goes through :class:`BodyGuard`: an answer that comes
+before the body has been read (a 401, 404, 405, 413 ...) would leave the rest of the body
+on the connection, to be taken for the next request, and Hypercorn's attempt to close
+such a connection was cancelled by Quart before it happened: the kept-alive client's
+next request then hung. The guard reads what is left of the body (up to the size limit,
+within ``body_drain_s``) before the answer's end goes out, and otherwise marks the
+answer ``Connection: close`` and makes sure the close happens.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .. import logs
-from .runtime import Runtime
+import trio
+
+from .. import errors
+from ..contract import GenerateRequest, decode
+from .http import contract_headers, encode, error_parts
+from .routes import accept_generate
+from .state import Runtime
 
 Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[..., Awaitable[None]]
 
 HEALTH_BODY = b'{"status":"ok"}'
-_EXPOSE = (b"access-control-expose-headers", b"X-Request-ID, Location, Retry-After")
+log = logging.getLogger("atomic.server")
 
 
 class FastPaths:
-    def __init__(self, app: Any, rt: Runtime) -> None:
+    def __init__(self, app: ASGIApp, rt: Runtime) -> None:
         self.app = app
         self.rt = rt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path, method = scope["path"], scope["method"]
+            length = _body_length(scope)
+            if length != 0:
+                guard = BodyGuard(receive, send, length, self.rt.settings.max_body_bytes,
+                                  self.rt.settings.body_drain_s)
+                receive, send = guard.receive, guard.send
             if path == "/health" and method in ("GET", "HEAD"):
                 await self._health(scope, send)
                 return
             # The two below only when nothing about the request is unusual: no API keys
             # to check, no query string; the rest (and every rule's edge) stays Quart's.
             if not self.rt.settings.api_keys and not scope["query_string"]:
-                if path == "/api/status" and method == "GET" and _no_body(scope):
+                if path == "/api/status" and method == "GET" and length == 0:
                     await self._status(scope, send)
                     return
-                if path == "/api/generate" and method == "POST" and self._plain_json(scope):
+                if path == "/api/generate" and method == "POST" and self._plain_json(scope, length):
                     await self._generate(scope, receive, send)
                     return
         await self.app(scope, receive, send)
 
-    def _plain_json(self, scope: Scope) -> bool:
+    def _plain_json(self, scope: Scope, length: int | None) -> bool:
         """A JSON body of a declared length within the limit."""
-        ctype = length = None
+        if length is None or length > self.rt.settings.max_body_bytes:
+            return False
         for name, value in scope["headers"]:
             if name == b"content-type":
                 ctype = value.split(b";", 1)[0].strip().lower()
-            elif name == b"content-length":
-                length = value
-        return (
-            ctype is not None and (ctype == b"application/json" or ctype.endswith(b"+json"))
-            and length is not None and length.isdigit() and int(length) <= self.rt.settings.max_body_bytes
-        )
+                return ctype == b"application/json" or ctype.endswith(b"+json")
+        return False
 
     def _headers(self, scope: Scope, body: bytes, extra: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:
-        rid = origin = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                rid = value
-            elif name == b"origin":
-                origin = value
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   _EXPOSE, (b"x-request-id", rid or logs.new_request_id().encode())]
-        origins = self.rt.settings.cors_origins
-        if "*" in origins:
-            headers.append((b"access-control-allow-origin", b"*"))
-        elif origin is not None and origin.decode("latin-1") in origins:
-            headers.append((b"access-control-allow-origin", origin))
-            headers.append((b"vary", b"Origin"))
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers += contract_headers(scope["headers"], self.rt.settings.cors_origins)
         for k, v in (extra or {}).items():
             headers.append((k.lower().encode(), v.encode("latin-1")))
         return headers
@@ -84,18 +92,12 @@ class FastPaths:
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def _status(self, scope: Scope, send: Send) -> None:
-        from ..pipeline.languages import supported
-        from .app import _json
-
         t0 = time.perf_counter()
-        await self._answer(scope, send, 200, _json.encode(self.rt.status(supported(self.rt.sandbox.languages()))))
+        await self._answer(scope, send, 200, encode(self.rt.status()))
         self.rt.metrics.request("/api/status", "GET", 200, time.perf_counter() - t0)
 
     async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
         """POST /api/generate as the Quart route does it, without the framework around it."""
-        from .. import errors
-        from .app import _json, accept_generate, decode_json, error_parts
-
         t0 = time.perf_counter()
         chunks = []
         while True:
@@ -105,13 +107,16 @@ class FastPaths:
             chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 break
-        data = b"".join(chunks)
         rt = self.rt
         try:
-            status, doc, extra = await accept_generate(rt, decode_json(data), False)
-            out = _json.encode(doc)
+            req = decode(b"".join(chunks), GenerateRequest)
+            status, doc, extra = await accept_generate(rt, req, False)
+            out = encode(doc)
         except errors.AtomicError as exc:
             status, out, extra = error_parts(exc)
+        except Exception:  # a bug: the contract's 500, as the Quart app answers one
+            log.exception("POST /api/generate: unexpected error")
+            status, out, extra = error_parts(errors.AtomicError("an internal error occurred; see the server log"))
         await self._answer(scope, send, status, out, extra)
         rt.metrics.request("/api/generate", "POST", status, time.perf_counter() - t0)
 
@@ -128,5 +133,71 @@ class FastPaths:
         return getattr(self.app, name)
 
 
-def _no_body(scope: Scope) -> bool:
-    return not any(name in (b"content-length", b"transfer-encoding") for name, _ in scope["headers"])
+def _body_length(scope: Scope) -> int | None:
+    """The declared body length: 0 without a body, None when chunked (unknown)."""
+    length = 0
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            length = int(value) if value.isdigit() else 0
+        elif name == b"transfer-encoding":
+            return None
+    return length
+
+
+class BodyGuard:
+    """Keeps a kept-alive connection usable when the answer comes before the body is read.
+
+    Wraps one request's ``receive`` and ``send``. Before the last part of the answer goes
+    out, what is left of the body is read and dropped (another task, Quart's, may be
+    reading it too: both go through :meth:`receive`). A body larger than ``limit`` is not
+    worth reading: the answer says ``Connection: close``. Either way the last send is
+    shielded (bounded), so the server finishes the response and the connection's fate
+    even when the application's task is cancelled right after it (Quart cancels its
+    request task as soon as it sees the disconnect that the end of a response causes).
+    """
+
+    __slots__ = ("_done", "_length", "_limit", "_receive", "_send", "_timeout", "closing")
+
+    def __init__(self, receive: Receive, send: Send, length: int | None, limit: int, timeout: float) -> None:
+        self._receive = receive
+        self._send = send
+        self._length = length
+        self._limit = limit
+        self._timeout = timeout
+        self._done = trio.Event()
+        self.closing = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self._done.set()
+        return message
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start" and not self._done.is_set():
+            if self._length is None or self._length > self._limit:
+                self.closing = True
+                headers = [h for h in message.get("headers", ()) if h[0].lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            with trio.move_on_after(self._timeout, shield=True):
+                if not self.closing and not self._done.is_set():
+                    await self._drain()
+            with trio.move_on_after(self._timeout, shield=True):
+                await self._send(message)
+            return
+        await self._send(message)
+
+    async def _drain(self) -> None:
+        async def pump() -> None:
+            while True:
+                await self.receive()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump)
+            await self._done.wait()
+            nursery.cancel_scope.cancel()
+
+
+__all__ = ["BodyGuard", "FastPaths"]

@@ -4,60 +4,67 @@ One reader task takes client messages (the first one starts or follows a job; la
 ``cancel``); one writer task drains the client's :class:`EventBuffer` and stamps each frame
 with ``job_id`` and a ``seq`` that rises by one. The job pushes into the buffer without
 ever waiting, so a slow reader never slows the job: its pending ``token``/``output``
-events are coalesced, while ``state`` and ``done`` are never dropped.
+events are coalesced, while ``state`` and ``done`` are never dropped. Messages are the
+contract's (:mod:`atomic.contract.stream`); a bad one gets an ``error`` event, then 1008.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
-from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgspec
 import trio
-from quart import websocket
-from quart_trio import QuartTrio
+from quart import Blueprint, websocket
 
 from .. import errors
-from ..pipeline import request as reqs
-from ..pipeline.job import EventBuffer
-from ..pipeline.languages import supported
-from .runtime import Runtime
+from ..contract import (
+    AcceptedEvent,
+    CancelMessage,
+    ErrorEvent,
+    ErrorInfo,
+    FollowMessage,
+    GenerateRequest,
+    StateEvent,
+    decode_json,
+    run_limits,
+)
+from ..contract.decode import field_error
+from ..contract.stream import Event
+from ..pipeline.job import EventBuffer, Job
+from .http import authorized, error_response, runtime
+from .state import Runtime
 
 log = logging.getLogger("atomic.ws")
-_enc = msgspec.json.Encoder()
+T = TypeVar("T")
+
+stream_routes = Blueprint("atomic_ws", __name__)
 
 
-class _Closed(Exception):
-    pass
-
-
-def register_websocket(app: QuartTrio, rt: Runtime, authorized: Callable[..., bool]) -> None:
-    @app.websocket("/ws/stream")
-    async def stream() -> Any:
-        if not authorized(websocket.headers, websocket.args.get("token")):
-            return _reject(401, "unauthorized", "a valid API key is required (Authorization header or ?token=)")
-        await websocket.accept()
-        rt.metrics.ws_opened()
-        try:
-            await _session(rt)
-        finally:
-            rt.metrics.ws_closed()
-
-
-def _reject(status: int, code: str, message: str) -> Any:
-    from quart import Response
-
-    return Response(_enc.encode({"error": {"code": code, "message": message}}), status=status,
-                    content_type="application/json")
-
-
-async def _receive_json() -> Any:
-    raw = await websocket.receive()
+@stream_routes.websocket("/ws/stream")
+async def stream() -> Any:
+    rt = runtime()
+    if not authorized(websocket.headers.get("Authorization"), websocket.args.get("token"), rt.settings.api_keys):
+        return error_response(errors.Unauthorized(
+            "a valid API key is required (Authorization header or ?token=)"))
+    await websocket.accept()
+    rt.metrics.ws_opened()
     try:
-        return msgspec.json.decode(raw.encode() if isinstance(raw, str) else raw)
-    except msgspec.DecodeError:
-        raise errors.InvalidJSON("the message is not valid JSON") from None
+        await _session(rt)
+    finally:
+        rt.metrics.ws_closed()
+
+
+async def _receive() -> Any:
+    raw = await websocket.receive()
+    return decode_json(raw.encode() if isinstance(raw, str) else raw, "the message")
+
+
+def _convert(value: Any, type_: type[T]) -> T:
+    try:
+        return msgspec.convert(value, type_)
+    except msgspec.ValidationError as exc:
+        raise field_error(exc) from None
 
 
 async def _session(rt: Runtime) -> None:
@@ -65,45 +72,39 @@ async def _session(rt: Runtime) -> None:
     job_id: str | None = None
     failed = False
 
-    async def send(event: dict[str, Any]) -> None:
+    async def send(event: Event) -> None:
         nonlocal seq
         seq += 1
-        await websocket.send(_enc.encode({**event, "job_id": job_id, "seq": seq}).decode())
+        frame = msgspec.structs.replace(event, job_id=job_id, seq=seq)
+        await websocket.send(msgspec.json.encode(frame).decode())
 
     async def fail(exc: errors.AtomicError) -> None:
         nonlocal failed
         failed = True
-        await send({"type": "error", "error": exc.to_dict()})
+        await send(ErrorEvent(error=ErrorInfo(code=exc.code, message=exc.message)))
         await websocket.close(1008)
 
     # The first message (or ?job_id=) says what to do.
+    follow = websocket.args.get("job_id")
     try:
-        follow = websocket.args.get("job_id")
         if follow is None:
-            with trio.fail_after(30):
-                first = await _receive_json()
+            with trio.fail_after(rt.settings.ws_first_message_s):
+                first = await _receive()
             if not isinstance(first, dict):
                 raise errors.ValidationError("message", "expected a JSON object")
             if "job_id" in first and "prompt" not in first:
-                follow = first["job_id"]
-                if not isinstance(follow, str):
-                    raise errors.ValidationError("job_id", "expected a string")
+                follow = _convert(first, FollowMessage).job_id
         if follow is not None:
             job = await rt.manager.job(follow)
-            if job.state.terminal:
-                buf = job.watch()  # its done, at once
-            else:
-                # A follower first learns where the job is, then sees it move on.
-                buf = EventBuffer()
-                buf.push({"type": "state", "state": job.state.value, "progress": round(job.progress, 4)})
-                job.add_watcher(buf)
+            buf = _follow(job)
         else:
-            req = reqs.parse_generate(first, supported=supported(rt.sandbox.languages()))
-            rt.sandbox.resolve_limits(req["limits"] or None)
+            req = _convert(first, GenerateRequest)
+            rt.check_language(req.language)
+            rt.sandbox.resolve_limits(run_limits(req.limits))
             buf = EventBuffer()
-            job = await rt.manager.submit(req, watcher=buf)
+            job = await rt.manager.submit(req.spec(), watcher=buf)
     except trio.TooSlowError:
-        await fail(errors.ValidationError("message", "no start message within 30 s"))
+        await fail(errors.ValidationError("message", f"no start message within {rt.settings.ws_first_message_s:g} s"))
         return
     except errors.AtomicError as exc:
         await fail(exc)
@@ -111,30 +112,27 @@ async def _session(rt: Runtime) -> None:
 
     job_id = job.id
     if follow is None:
-        await send({"type": "accepted", "job": job.take_accepted()})
+        await send(AcceptedEvent(job=job.take_accepted()))
 
     async def reader(cancel_scope: trio.CancelScope) -> None:
         while True:
             try:
-                msg = await _receive_json()
-            except errors.InvalidJSON as exc:
+                _convert(await _receive(), CancelMessage)
+            except errors.AtomicError as exc:
+                if isinstance(exc, errors.ValidationError):
+                    exc = errors.ValidationError("type", 'expected {"type": "cancel"}')
                 await fail(exc)
                 cancel_scope.cancel()
                 return
-            if isinstance(msg, dict) and msg.get("type") == "cancel":
-                try:
-                    await rt.manager.cancel(job.id)
-                except errors.JobFinished:
-                    pass
-            else:
-                await fail(errors.ValidationError("type", "expected {\"type\": \"cancel\"}"))
-                cancel_scope.cancel()
-                return
+            try:
+                await rt.manager.cancel(job.id)
+            except errors.JobFinished:
+                pass
 
     async def on_shutdown(cancel_scope: trio.CancelScope) -> None:
         await rt.stopping.wait()
         cancel_scope.cancel()
-        with trio.move_on_after(1, shield=True):
+        with trio.move_on_after(rt.settings.ws_close_s, shield=True):
             await websocket.close(1001)
 
     try:
@@ -152,3 +150,16 @@ async def _session(rt: Runtime) -> None:
             await websocket.close(1000)
     finally:
         job.unwatch(buf)
+
+
+def _follow(job: Job) -> EventBuffer:
+    if job.state.terminal:
+        return job.watch()  # its done, at once
+    # A follower first learns where the job is, then sees it move on.
+    buf = EventBuffer()
+    buf.push(StateEvent(state=job.state.value, progress=round(job.progress, 4)))
+    job.add_watcher(buf)
+    return buf
+
+
+__all__ = ["stream_routes"]

@@ -20,15 +20,17 @@ import subprocess
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import trio
 
+from ..contract import EXPORT_FORMATS
 from ..errors import ArtifactError, ValidationError
+from ..sandbox.paths import validate_path
 
 __all__ = ["FORMATS", "ArtifactError", "ArtifactStore"]
 
@@ -56,22 +58,13 @@ FORMATS: dict[str, _Format] = {
     "tar": _Format("project.tar.gz", ".tar.gz", "application/gzip"),
     "git": _Format("project.git.tar.gz", ".git.tar.gz", "application/gzip"),
 }
+assert tuple(FORMATS) == EXPORT_FORMATS, "the contract's export formats and the archive table differ"
 
 
 def _check_job_id(job_id: str) -> str:
     if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
         raise ValidationError("id", f"not a usable job id: {job_id!r}")
     return job_id
-
-
-def _safe_path(path: str) -> str:
-    """The normalised relative path, refusing anything that could leave the folder."""
-    if not isinstance(path, str) or not path or "\x00" in path or "\\" in path:
-        raise ValidationError("files", f"unsafe file path {path!r}")
-    pure = PurePosixPath(path)
-    if pure.is_absolute() or ".." in pure.parts or str(pure) in ("", "."):
-        raise ValidationError("files", f"unsafe file path {path!r}")
-    return str(pure)
 
 
 def _mode(data: bytes) -> int:
@@ -226,31 +219,24 @@ class ArtifactStore:
     def __repr__(self) -> str:
         return f"<ArtifactStore {str(self.root)!r}>"
 
-    @staticmethod
-    def validate_formats(formats: Any) -> list[str]:
-        """The formats asked for, deduplicated in order; ValidationError("export") otherwise."""
-        if not isinstance(formats, (list, tuple)) or not all(isinstance(f, str) for f in formats):
-            raise ValidationError("export", 'expected a list of "zip", "tar", "git"')
-        unknown = [f for f in formats if f not in FORMATS]
-        if unknown:
-            raise ValidationError("export", f'unknown format {unknown[0]!r}; expected "zip", "tar" or "git"')
-        return list(dict.fromkeys(formats))
-
     async def export(
         self,
         job_id: str,
         files: list[tuple[str, bytes]],
-        formats: list[str],
+        formats: Sequence[str],
         *,
-        meta: dict[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """Write one archive per format; returns, per format, ``format``, ``path``,
         ``size``, ``sha256``, ``filename`` (for the download) and ``media_type``."""
         _check_job_id(job_id)
-        formats = self.validate_formats(formats)
+        unknown = [f for f in formats if f not in FORMATS]
+        if unknown:
+            raise ValidationError("export", f"unknown format {unknown[0]!r}; expected zip, tar or git")
+        formats = list(dict.fromkeys(formats))
         clean: dict[str, bytes] = {}
         for path, data in files:
-            safe = _safe_path(path)
+            safe = validate_path(path)
             if safe in clean:
                 raise ValidationError("files", f"duplicate file path {path!r}")
             clean[safe] = bytes(data)

@@ -1,4 +1,4 @@
-"""The jobs database: job documents and their events in SQLite, group-committed.
+"""The jobs database: job documents in SQLite, group-committed.
 
 SQLite is blocking, so every statement runs in a worker thread: writes on one connection
 behind a ``CapacityLimiter(1)`` (one writer thread at a time, so the connection is never
@@ -11,44 +11,45 @@ Writes are group-committed. :meth:`JobStore.put` queues its row and parks; one w
 takes everything queued, commits it in one transaction in the thread, then wakes those
 callers. While a batch commits the next one gathers, so under load the batch size grows
 with the commit latency and the number of fsync-like steps does not grow with the callers.
-:meth:`JobStore.append_event` does not wait at all: events are buffered and ride along with
-the next batch, or are flushed after ``EVENT_FLUSH_S`` or at ``EVENT_BATCH`` of them.
+:meth:`JobStore.put_nowait` does not wait at all: its row rides along with the next batch.
+
+Documents are the contract's :class:`~atomic.contract.JobDocument`: encoded once when
+put, decoded (and so checked) when read.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import builtins
 import logging
+import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import trio
 
 from .. import config
+from ..contract import JobDocument
 from ..errors import StoreError, ValidationError
 
 __all__ = ["SCHEMA_VERSION", "TERMINAL_STATES", "JobStore", "StoreError", "StoreStatistics"]
 
 log = logging.getLogger("atomic.store")
 
-T = TypeVar("T")
-
 TERMINAL_STATES = frozenset({"COMPLETE", "FAILED", "CANCELLED"})
 
-# Buffered events are flushed at this many, or this long after the first one arrived.
-EVENT_BATCH = 256
-EVENT_FLUSH_S = 0.05
+_CURSOR = re.compile(r"[0-9]{1,15}")  # the contract's Cursor pattern
+_decoder = msgspec.json.Decoder(JobDocument)
 
-_CLEANUP_TIMEOUT_S: float = config.FIELDS["cleanup_timeout_s"].default  # type: ignore[assignment]
-_CURSOR_PREFIX = b"j1:"
 
+def _load(blob: bytes) -> JobDocument:
+    try:
+        return _decoder.decode(blob)
+    except msgspec.MsgspecError as exc:
+        raise StoreError(f"a stored job document does not fit the contract: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,6 @@ class StoreStatistics:
     writes: int  # job documents committed
     batches: int  # transactions that committed at least one document
     avg_batch_size: float
-    events_buffered: int
-    events_written: int
-    events_dropped: int  # appended after the store closed
     db_size_bytes: int
 
 
@@ -91,6 +89,7 @@ def _schema_v1(conn: sqlite3.Connection) -> None:
             PRIMARY KEY (job_id, seq)
         ) WITHOUT ROWID"""
     )
+    # (The events table is unused since stream events are not stored; schema v1 keeps it.)
     # High-water marks of the sequence numbers, so a pruned newest row is never reused.
     conn.execute("CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
     conn.execute("INSERT INTO counters VALUES ('jobs', 0), ('events', 0)")
@@ -137,57 +136,40 @@ def _utc_text(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _norm_time(doc: dict[str, Any], name: str, required: bool) -> str | None:
+def _norm_time(value: str | None, name: str) -> str | None:
     """A column value for an RFC 3339 field: one fixed UTC format, so text order is time order."""
-    value = doc.get(name)
     if value is None:
-        if required:
-            raise ValidationError(name, "is required")
         return None
-    if isinstance(value, datetime):
-        return _utc_text(value)
-    if isinstance(value, str):
-        try:
-            return _utc_text(datetime.fromisoformat(value))
-        except ValueError:
-            pass
-    raise ValidationError(name, f"expected an RFC 3339 time, not {value!r}")
+    try:
+        return _utc_text(datetime.fromisoformat(value))
+    except ValueError:
+        raise ValidationError(name, f"expected an RFC 3339 time, not {value!r}") from None
 
 
-def _text(doc: dict[str, Any], name: str) -> str:
-    value = doc.get(name)
-    if not isinstance(value, str) or not value:
-        raise ValidationError(name, "expected a non-empty string")
-    return value
-
-
-def _row(doc: dict[str, Any]) -> tuple[str, str, str, str, str | None, bytes]:
+def _row(doc: JobDocument) -> tuple[str, str, str, str, str | None, bytes]:
     """A job document as the row a commit writes (id, state, priority, created_at,
     finished_at, the document itself); ValidationError names a bad field."""
+    if not doc.id:
+        raise ValidationError("id", "expected a non-empty string")
     return (
-        _text(doc, "id"),
-        _text(doc, "state"),
-        _text(doc, "priority"),
-        _norm_time(doc, "created_at", required=True) or "",
-        _norm_time(doc, "finished_at", required=False),
+        doc.id,
+        doc.state,
+        doc.priority,
+        _norm_time(doc.created_at, "created_at") or "",
+        _norm_time(doc.finished_at, "finished_at"),
         msgspec.json.encode(doc),
     )
 
 
 def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(_CURSOR_PREFIX + str(seq).encode()).rstrip(b"=").decode()
+    """The next page starts below row ``seq`` (opaque to clients; the contract's pattern)."""
+    return str(seq)
 
 
 def decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        if raw.startswith(_CURSOR_PREFIX):
-            seq = int(raw[len(_CURSOR_PREFIX):].decode("ascii"))
-            if seq >= 0:
-                return seq
-    except (binascii.Error, ValueError, UnicodeError):
-        pass
-    raise ValidationError("cursor", "is not a cursor this server issued")
+    if not _CURSOR.fullmatch(cursor):
+        raise ValidationError("cursor", "is not a cursor this server issued")
+    return int(cursor)
 
 
 class _Waiter:
@@ -202,35 +184,33 @@ class _Waiter:
 
 
 class JobStore:
-    """Durable job documents and events. Start it with ``await nursery.start(store.run)``."""
+    """Durable job documents. Start it with ``await nursery.start(store.run)``."""
 
-    def __init__(self, path: Path | str, *, cleanup_timeout_s: float = _CLEANUP_TIMEOUT_S) -> None:
+    def __init__(self, path: Path | str, *, cleanup_timeout_s: float | None = None) -> None:
         self.path = Path(path)
-        self._cleanup_timeout_s = cleanup_timeout_s
+        self._cleanup_timeout_s = (
+            config.default("cleanup_timeout_s") if cleanup_timeout_s is None else cleanup_timeout_s
+        )
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
         self._wlimiter = trio.CapacityLimiter(1)
         self._rlimiter = trio.CapacityLimiter(1)
-        # Rows and events waiting for the writer; the writer swaps these lists out whole.
-        self._rows: builtins.list[tuple[str, str, str, str, str | None, bytes]] = []
-        self._waiters: builtins.list[_Waiter] = []
-        self._events: builtins.list[tuple[str, bytes]] = []
+        # Rows waiting for the writer; the writer swaps these lists out whole.
+        self._rows: list[tuple[str, str, str, str, str | None, bytes]] = []
+        self._waiters: list[_Waiter] = []
         self._wake = trio.Event()
         self._state = "new"  # new -> running -> closed
         # Touched only by the writer thread (serialised by _wlimiter).
         self._next_seq = 0
-        self._next_event = 0
         self._db_size = 0
         # Statistics, touched only on the Trio side.
         self._writes = 0
         self._batches = 0
-        self._events_written = 0
-        self._events_dropped = 0
 
     def __repr__(self) -> str:
         return (
             f"<JobStore {str(self.path)!r} {self._state} pending={len(self._rows)} "
-            f"events_buffered={len(self._events)} writes={self._writes} batches={self._batches}>"
+            f"writes={self._writes} batches={self._batches}>"
         )
 
     # --- service ---------------------------------------------------------------------
@@ -248,7 +228,7 @@ class JobStore:
         finally:
             self._state = "closed"
             with trio.move_on_after(self._cleanup_timeout_s, shield=True):
-                while self._waiters or self._rows or self._events:
+                while self._waiters or self._rows:
                     await self._commit_pending()
             self._fail_waiters(StoreError("the jobs database closed before this write"))
             with trio.move_on_after(self._cleanup_timeout_s, shield=True):
@@ -259,28 +239,21 @@ class JobStore:
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
-            if not self._waiters and not self._rows and len(self._events) < EVENT_BATCH:
-                # Only events so far: let more gather, unless a put arrives or they pile up.
-                with trio.move_on_after(EVENT_FLUSH_S):
-                    while not self._waiters and len(self._events) < EVENT_BATCH:
-                        await self._wake.wait()
-                        self._wake = trio.Event()
             await self._commit_pending()
 
     async def _commit_pending(self) -> None:
-        rows, waiters, events = self._rows, self._waiters, self._events
-        self._rows, self._waiters, self._events = [], [], []
+        rows, waiters = self._rows, self._waiters
+        self._rows, self._waiters = [], []
         error: BaseException | None = None
         try:
-            await trio.to_thread.run_sync(self._commit_sync, rows, events, limiter=self._wlimiter)
+            await trio.to_thread.run_sync(self._commit_sync, rows, limiter=self._wlimiter)
         except StoreError as exc:
             error = exc
-            log.error("jobs database write failed (%d documents, %d events): %s", len(rows), len(events), exc)
+            log.error("jobs database write failed (%d documents): %s", len(rows), exc)
         else:
             if rows:
                 self._writes += len(rows)
                 self._batches += 1
-            self._events_written += len(events)
         for w in waiters:
             w.error = error
             w.done.set()
@@ -294,11 +267,11 @@ class JobStore:
 
     # --- writing ---------------------------------------------------------------------
 
-    async def put(self, doc: dict[str, Any]) -> None:
+    async def put(self, doc: JobDocument) -> None:
         """Insert or replace the whole job document; it is committed when this returns.
 
-        Needs ``id``, ``state``, ``priority`` (strings) and ``created_at`` (RFC 3339);
-        ``finished_at`` may be null. A put cancelled while waiting may still be committed.
+        ``created_at`` and ``finished_at`` must be RFC 3339 times (ValidationError names
+        the field). A put cancelled while waiting may still be committed.
         """
         row = _row(doc)
         self._check_running()
@@ -308,7 +281,7 @@ class JobStore:
         self._wake.set()
         await self._wait(waiter)
 
-    def put_nowait(self, doc: dict[str, Any]) -> None:
+    def put_nowait(self, doc: JobDocument) -> None:
         """Queue the whole job document for the next group commit; never waits.
 
         For progress a crash may lose (the job is recovered from its last committed
@@ -319,51 +292,37 @@ class JobStore:
         self._rows.append(row)
         self._wake.set()
 
-    def append_event(self, job_id: str, event: dict[str, Any]) -> None:
-        """Buffer one event for ``job_id``; written with the next batch. Never waits.
-
-        After the store has closed, events are counted as dropped instead.
-        """
-        blob = msgspec.json.encode(event)
-        if self._state != "running":
-            self._events_dropped += 1
-            return
-        self._events.append((job_id, blob))
-        n = len(self._events)
-        if n == 1 or n >= EVENT_BATCH:
-            self._wake.set()
-
     async def flush(self) -> None:
-        """Return once everything put or appended before this call is committed."""
+        """Return once everything put before this call is committed."""
         self._check_running()
         waiter = _Waiter()
         self._waiters.append(waiter)
         self._wake.set()
         await self._wait(waiter)
 
-    async def prune(self, older_than_s: float, now: datetime | None = None) -> builtins.list[str]:
-        """Delete finished jobs (and their events) that finished more than ``older_than_s``
-        seconds before ``now``; returns their ids so their artifacts can go too."""
+    async def prune(self, older_than_s: float, now: datetime | None = None) -> list[str]:
+        """Delete finished jobs that finished more than ``older_than_s`` seconds before
+        ``now``; returns their ids so their artifacts can go too."""
         now = datetime.now(UTC) if now is None else now
         cutoff = _utc_text(now - timedelta(seconds=older_than_s))
-        await self.flush()  # buffered events of those jobs land first, then go with them
+        await self.flush()
         return await trio.to_thread.run_sync(self._prune_sync, cutoff, limiter=self._wlimiter)
 
     # --- reading ---------------------------------------------------------------------
 
-    async def get(self, job_id: str) -> dict[str, Any] | None:
+    async def get(self, job_id: str) -> JobDocument | None:
         rows = await self._read("SELECT doc FROM jobs WHERE id = ?", (job_id,))
-        return msgspec.json.decode(rows[0][0]) if rows else None
+        return _load(rows[0][0]) if rows else None
 
-    async def list(
+    async def page(
         self, state: str | None = None, limit: int = 50, cursor: str | None = None
-    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+    ) -> tuple[list[JobDocument], str | None]:
         """Newest first, at most ``limit``; the cursor (opaque) continues where this page ended."""
         if limit < 1:
             raise ValidationError("limit", "expected a whole number above 0")
         before = decode_cursor(cursor) if cursor is not None else None
-        where: builtins.list[str] = []
-        args: builtins.list[Any] = []
+        where: list[str] = []
+        args: list[Any] = []
         if state is not None:
             where.append("state = ?")
             args.append(state)
@@ -375,29 +334,20 @@ class JobStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
         rows = await self._read(sql, (*args, limit + 1))
-        docs = [msgspec.json.decode(doc) for _, doc in rows[:limit]]
+        docs = [_load(doc) for _, doc in rows[:limit]]
         next_cursor = encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
         return docs, next_cursor
 
-    async def unfinished(self) -> builtins.list[dict[str, Any]]:
+    async def unfinished(self) -> list[JobDocument]:
         """Jobs not in a terminal state, oldest first: what a restart must resume."""
         rows = await self._read(f"SELECT doc FROM jobs WHERE state NOT IN {_TERMINAL_SQL} ORDER BY seq")
-        return [msgspec.json.decode(doc) for (doc,) in rows]
-
-    async def events(self, job_id: str) -> builtins.list[dict[str, Any]]:
-        """Every event of ``job_id`` in the order appended (buffered ones included)."""
-        await self.flush()
-        rows = await self._read("SELECT event FROM events WHERE job_id = ? ORDER BY seq", (job_id,))
-        return [msgspec.json.decode(ev) for (ev,) in rows]
+        return [_load(doc) for (doc,) in rows]
 
     def statistics(self) -> StoreStatistics:
         return StoreStatistics(
             writes=self._writes,
             batches=self._batches,
             avg_batch_size=self._writes / self._batches if self._batches else 0.0,
-            events_buffered=len(self._events),
-            events_written=self._events_written,
-            events_dropped=self._events_dropped,
             db_size_bytes=self._db_size,
         )
 
@@ -412,7 +362,7 @@ class JobStore:
         if waiter.error is not None:
             raise waiter.error
 
-    async def _read(self, sql: str, args: tuple[Any, ...] = ()) -> builtins.list[Any]:
+    async def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         self._check_running()
         return await trio.to_thread.run_sync(self._read_sync, sql, args, limiter=self._rlimiter)
 
@@ -429,7 +379,6 @@ class JobStore:
                 _migrate(conn)
                 counters = dict(conn.execute("SELECT name, value FROM counters"))
                 self._next_seq = counters["jobs"]
-                self._next_event = counters["events"]
                 self._db_size = self._size_sync(conn)
                 uri = self.path.resolve().as_uri() + "?mode=ro"
                 rconn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
@@ -455,43 +404,33 @@ class JobStore:
         size = conn.execute("PRAGMA page_size").fetchone()[0]
         return int(pages * size)
 
-    def _commit_sync(
-        self, rows: builtins.list[tuple[Any, ...]], events: builtins.list[tuple[str, bytes]]
-    ) -> None:
-        if not rows and not events:
+    def _commit_sync(self, rows: list[tuple[str, str, str, str, str | None, bytes]]) -> None:
+        if not rows:
             return
         conn = self._wconn
         assert conn is not None
         now = _utc_text(datetime.now(UTC))
-        seq, ev_seq = self._next_seq, self._next_event
+        seq = self._next_seq
         job_rows = []
         for id_, state, prio, created, finished, blob in rows:
             seq += 1
             job_rows.append((id_, state, prio, created, now, finished, seq, blob))
-        event_rows = []
-        for job_id, blob in events:
-            ev_seq += 1
-            event_rows.append((job_id, ev_seq, blob))
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                if job_rows:
-                    conn.executemany(_UPSERT, job_rows)
-                    conn.execute("UPDATE counters SET value = ? WHERE name = 'jobs'", (seq,))
-                if event_rows:
-                    conn.executemany("INSERT INTO events (job_id, seq, event) VALUES (?, ?, ?)", event_rows)
-                    conn.execute("UPDATE counters SET value = ? WHERE name = 'events'", (ev_seq,))
+                conn.executemany(_UPSERT, job_rows)
+                conn.execute("UPDATE counters SET value = ? WHERE name = 'jobs'", (seq,))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            self._next_seq, self._next_event = seq, ev_seq
+            self._next_seq = seq
             self._db_size = self._size_sync(conn)
         except sqlite3.Error as exc:
             raise StoreError(f"the jobs database could not be written: {exc}") from None
 
-    def _prune_sync(self, cutoff: str) -> builtins.list[str]:
+    def _prune_sync(self, cutoff: str) -> list[str]:
         conn = self._wconn
         assert conn is not None
         try:
@@ -505,7 +444,6 @@ class JobStore:
                         (cutoff,),
                     )
                 ]
-                conn.executemany("DELETE FROM events WHERE job_id = ?", [(i,) for i in ids])
                 conn.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in ids])
                 conn.execute("COMMIT")
             except BaseException:
@@ -517,7 +455,7 @@ class JobStore:
             raise StoreError(f"the jobs database could not be pruned: {exc}") from None
         return ids
 
-    def _read_sync(self, sql: str, args: tuple[Any, ...]) -> builtins.list[Any]:
+    def _read_sync(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         conn = self._rconn
         if conn is None:
             raise StoreError("the jobs database is closed")

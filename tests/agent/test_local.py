@@ -113,7 +113,7 @@ async def test_local_behind_the_agent(tmp_settings) -> None:
 
 
 def test_threads_and_context_come_from_settings(tmp_settings) -> None:
-    p = local.create(tmp_settings.replace(local_threads=3, local_n_ctx=1024), {})
+    p = local.create(tmp_settings.replace(local_threads=3, local_context_tokens=1024), {})
     assert (p.n_threads, p.n_ctx) == (3, 1024)
     # 0 (the default): every CPU the process may use, not llama-cpp-python's half of the cores.
     p = local.create(tmp_settings, {})

@@ -1,3 +1,4 @@
+from atomic.contract import ExecutionResult
 from atomic.pipeline import prompt
 from atomic.pipeline.languages import LANGUAGES
 
@@ -52,8 +53,9 @@ def test_bare_code_without_fence_is_taken_when_it_looks_like_code():
 
 def test_repair_messages_carry_the_failure():
     msgs = prompt.messages("x", PY)
-    out = prompt.repair_messages(msgs, "```python\nboom\n```", PY,
-                                 {"termination": "exited", "exit_code": 1, "stderr": "NameError: boom", "stdout": ""})
+    failed = ExecutionResult(exit_code=1, stdout="", stderr="NameError: boom", duration_ms=5.0,
+                             termination="exited", truncated=False)
+    out = prompt.repair_messages(msgs, "```python\nboom\n```", PY, failed)
     assert out[:2] == msgs
     assert out[2] == {"role": "assistant", "content": "```python\nboom\n```"}
     assert "exit code 1" in out[3]["content"] and "NameError: boom" in out[3]["content"]

@@ -1,13 +1,21 @@
-import pytest
+"""Request bodies through the contract's types: the 422 message names the field."""
 
-from atomic.errors import ValidationError
-from atomic.pipeline import request as r
+import msgspec
+import pytest
+from msgspec import UNSET
+
+from atomic.contract import BatchRequest, ExecuteRequest, GenerateRequest, JobSpec, decode, prepare_run
+from atomic.errors import InvalidJSON, LanguageUnavailable, ValidationError
 
 
 def test_generate_defaults():
-    req = r.parse_generate({"prompt": "hi"})
-    assert req == {"prompt": "hi", "language": "python", "priority": "normal", "provider": None,
-                   "model": None, "execute": True, "limits": {}, "export": ["zip"], "wait": False, "collect": False}
+    req = decode(b'{"prompt": "hi"}', GenerateRequest)
+    assert (req.language, req.priority, req.provider, req.model, req.execute) == ("python", "normal", None, None, True)
+    assert (req.export, req.wait, req.collect, req.samples, req.judge_all) == (("zip",), UNSET, False, 1, False)
+    waiting = decode(b'{"prompt": "hi", "wait": true}', GenerateRequest)
+    assert waiting.wait is True
+    # The job keeps the request without wait, as its document shows it.
+    assert msgspec.json.encode(waiting.spec()) == msgspec.json.encode(JobSpec(prompt="hi"))
 
 
 @pytest.mark.parametrize(
@@ -15,39 +23,70 @@ def test_generate_defaults():
     [
         ({}, "prompt"),
         ({"prompt": ""}, "prompt"),
+        ({"prompt": "   "}, "prompt"),
         ({"prompt": "x" * 32001}, "prompt"),
         ({"prompt": "x", "language": "cobol"}, "language"),
         ({"prompt": "x", "priority": "urgent"}, "priority"),
+        ({"prompt": "x", "priority": "HIGH"}, "priority"),
         ({"prompt": "x", "execute": "yes"}, "execute"),
-        ({"prompt": "x", "export": ["rar"]}, "export"),
+        ({"prompt": "x", "export": ["rar"]}, "export[0]"),
         ({"prompt": "x", "limits": {"memory_mb": -1}}, "limits.memory_mb"),
         ({"prompt": "x", "limits": {"disk": 1}}, "limits.disk"),
         ({"prompt": "x", "colour": "blue"}, "colour"),
+        ({"prompt": "x", "samples": 9}, "samples"),
+        ({"prompt": "x", "repairs": -1}, "repairs"),
+        ({"prompt": "x", "tests": [{"stdin": "1", "expected": "2"}]}, "tests[0].expected"),
+        ({"prompt": "x", "tests": [{}] * 65}, "tests"),
         ([1, 2], "body"),
     ],
 )
 def test_generate_errors_name_the_field(body, field):
     with pytest.raises(ValidationError) as info:
-        r.parse_generate(body)
+        decode(msgspec.json.encode(body), GenerateRequest)
     assert info.value.field == field
     assert info.value.message.startswith(field + ": ")
 
 
+def test_the_additions_are_carried():
+    req = decode(b'{"prompt": "p", "tests": [{"name": "one", "stdin": "1", "expected_stdout": "2"}], '
+                 b'"test_code": "assert True", "samples": 4, "repairs": 2, "temperature": 0.7, "seed": 9, '
+                 b'"judge_all": true, "limits": {"compile_timeout_s": 30, "compile_memory_mb": 512}}', GenerateRequest)
+    assert req.tests is not None and req.tests[0].expected_stdout == "2"
+    assert (req.samples, req.repairs, req.temperature, req.seed, req.judge_all) == (4, 2, 0.7, 9, True)
+    assert req.limits.compile_timeout_s == 30 and req.limits.compile_memory_mb == 512
+
+
+def test_not_json_is_400_however_deep():
+    for body in (b"", b"{not json", b"[" * 5000 + b"]" * 5000, b"[" * 100_000):
+        with pytest.raises(InvalidJSON):
+            decode(body, GenerateRequest)
+
+
 def test_execute_paths_are_checked_and_entry_resolved():
-    run = r.parse_execute({"files": [{"path": "./main.py", "content": "print(1)"}]})
-    assert run["files"] == [("main.py", b"print(1)")]
-    assert run["command"] == ["python3", "main.py"]
+    run = prepare_run(decode(b'{"files": [{"path": "./main.py", "content": "print(1)"}], "args": ["-v"]}',
+                             ExecuteRequest))
+    assert run.files == [("main.py", b"print(1)")]
+    assert run.command == ["python3", "main.py", "-v"]
     with pytest.raises(ValidationError) as info:
-        r.parse_execute({"files": [{"path": "../etc/passwd", "content": ""}]})
+        prepare_run(decode(b'{"files": [{"path": "../etc/passwd", "content": ""}]}', ExecuteRequest))
     assert info.value.field == "files[0].path"
     with pytest.raises(ValidationError) as info:
-        r.parse_execute({"files": [{"path": "a.py", "content": ""}], "entrypoint": "b.py"})
+        prepare_run(decode(b'{"files": [{"path": "a.py", "content": ""}, {"path": "./a.py", "content": ""}]}',
+                           ExecuteRequest))
+    assert info.value.field == "files[1].path" and "duplicate" in info.value.message
+    with pytest.raises(ValidationError) as info:
+        prepare_run(decode(b'{"files": [{"path": "a.py", "content": ""}], "entrypoint": "b.py"}', ExecuteRequest))
     assert info.value.field == "entrypoint"
+    with pytest.raises(LanguageUnavailable) as unavailable:
+        prepare_run(decode(b'{"language": "shell", "files": [{"path": "a.sh", "content": ""}]}', ExecuteRequest),
+                    available=["python"])
+    assert "atomic sandbox build-image --language shell" in unavailable.value.message
 
 
 def test_batch_names_the_run():
     with pytest.raises(ValidationError) as info:
-        r.parse_batch({"runs": [{"files": [{"path": "a.py", "content": ""}]}, {"files": []}]})
+        decode(b'{"runs": [{"files": [{"path": "a.py", "content": ""}]}, {"files": []}]}', BatchRequest)
     assert info.value.field == "runs[1].files"
-    with pytest.raises(ValidationError, match="at most 64"):
-        r.parse_batch({"runs": [{"files": [{"path": "a.py", "content": ""}]}] * 65})
+    with pytest.raises(ValidationError, match="length <= 64"):
+        decode(b'{"runs": [' + b",".join([b'{"files": [{"path": "a.py", "content": ""}]}'] * 65) + b"]}",
+               BatchRequest)

@@ -19,7 +19,8 @@ from atomic import config
 from atomic.agent.providers.replay import ReplayProvider
 from atomic.agent.server import serve_agent
 from atomic.metrics import Metrics
-from atomic.server.runtime import Runtime, serve
+from atomic.server.serve import serve
+from atomic.server.state import Runtime
 
 TERMINAL = {"COMPLETE", "FAILED", "CANCELLED"}
 
@@ -54,15 +55,21 @@ def short_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.fixture
-async def make_server(nursery, tmp_path, short_dir, docker_client):
-    made: list[LiveServer] = []
+class ServerFactory:
+    """Starts real servers in the test's Trio run; shuts them down at the end."""
 
-    async def make(text: str | None = None, rate: float = 0.0, **overrides: Any) -> LiveServer:
-        n = len(made)
+    def __init__(self, nursery: trio.Nursery, tmp_path: Any, short_dir: str, docker_host: str | None) -> None:
+        self.nursery = nursery
+        self.tmp_path = tmp_path
+        self.short_dir = short_dir
+        self.docker_host = docker_host
+        self.made: list[LiveServer] = []
+
+    async def __call__(self, text: str | None = None, rate: float = 0.0, **overrides: Any) -> LiveServer:
+        n = len(self.made)
         base = {
-            "data_dir": str(tmp_path / f"data{n}"),
-            "ipc_socket": f"{short_dir}/a{n}.sock",
+            "data_dir": str(self.tmp_path / f"data{n}"),
+            "ipc_socket": f"{self.short_dir}/a{n}.sock",
             "http_port": 0,
             "agent": "external",
             "provider": "replay",
@@ -70,24 +77,43 @@ async def make_server(nursery, tmp_path, short_dir, docker_client):
             "repair_attempts": 0,
             "timeout_s": 10,
             "shutdown_grace_s": 1,
+            "docker_host": self.docker_host,
         }
         base.update(overrides)
         settings = config.load(env={}, overrides=base)
         provider = ReplayProvider(text, rate) if text is not None else ReplayProvider(tokens_per_s=rate)
-        await nursery.start(partial(serve_agent, settings, providers={"replay": provider}))
+        await self.nursery.start(partial(serve_agent, settings, providers={"replay": provider}))
         rt = Runtime(settings=settings, metrics=Metrics())
-        urls = await nursery.start(partial(serve, settings, handle_signals=False, runtime=rt))
+        urls = await self.nursery.start(partial(serve, settings, handle_signals=False, runtime=rt))
         url = urls[0]
         client = httpx.AsyncClient(base_url=url, timeout=30)
         server = LiveServer(url, rt, settings, client)
-        made.append(server)
+        self.made.append(server)
         # The pool connects in the background; wait until it is healthy.
         with trio.fail_after(10):
             while not rt.agent.status().get("healthy"):
                 await trio.sleep(0.02)
         return server
 
-    yield make
-    for s in made:
-        await s.client.aclose()
-        s.rt.shutdown.set()
+    async def aclose(self) -> None:
+        for s in self.made:
+            await s.client.aclose()
+            s.rt.shutdown.set()
+
+
+@pytest.fixture
+async def make_server(nursery, tmp_path, short_dir, docker_client):
+    """A whole server: Docker runs the programs."""
+    factory = ServerFactory(nursery, tmp_path, short_dir, None)
+    yield factory
+    await factory.aclose()
+
+
+@pytest.fixture
+async def make_server_without_docker(nursery, tmp_path, short_dir):
+    """The same real server with a Docker URL that points nowhere: the sandbox is
+    unavailable (degraded), everything else is the real code. For the contract's rules
+    that need no program to run."""
+    factory = ServerFactory(nursery, tmp_path, short_dir, f"unix://{short_dir}/no-docker.sock")
+    yield factory
+    await factory.aclose()

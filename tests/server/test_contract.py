@@ -13,8 +13,8 @@ def assert_error(r, status, code):
     assert r.headers.get("X-Request-ID")
 
 
-async def test_health_and_request_id(make_server):
-    server = await make_server()
+async def test_health_and_request_id(make_server_without_docker):
+    server = await make_server_without_docker()
     r = await server.client.get("/health")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
     assert len(r.headers["X-Request-ID"]) >= 16
@@ -33,8 +33,8 @@ async def test_status_reports_every_part(make_server):
     assert doc["sandbox"]["available"] is True and doc["sandbox"]["image"] == "atomic-sandbox:latest"
 
 
-async def test_unknown_route_and_wrong_method(make_server):
-    server = await make_server()
+async def test_unknown_route_and_wrong_method(make_server_without_docker):
+    server = await make_server_without_docker()
     assert_error(await server.client.get("/nope"), 404, "not_found")
     assert_error(await server.client.get("/api/generate"), 405, "method_not_allowed")
     assert_error(await server.client.get("/api/jobs/0123"), 404, "job_not_found")
@@ -51,23 +51,23 @@ async def test_unknown_route_and_wrong_method(make_server):
          413, "payload_too_large"),
     ],
 )
-async def test_generate_rejects_bad_input_clearly(make_server, kwargs, status, code):
-    server = await make_server()
+async def test_generate_rejects_bad_input_clearly(make_server_without_docker, kwargs, status, code):
+    server = await make_server_without_docker()
     r = await server.client.post("/api/generate", **kwargs)
     assert_error(r, status, code)
     listed = (await server.client.get("/api/jobs")).json()
     assert listed["jobs"] == []  # nothing was accepted
 
 
-async def test_validation_message_names_the_field(make_server):
-    server = await make_server()
+async def test_validation_message_names_the_field(make_server_without_docker):
+    server = await make_server_without_docker()
     r = await server.client.post("/api/generate", json={"prompt": "x", "priority": "urgent"})
     assert_error(r, 422, "validation_error")
     assert r.json()["error"]["message"].startswith("priority:")
 
 
-async def test_cors_preflight_and_origin(make_server):
-    server = await make_server(cors_origins="https://app.example")
+async def test_cors_preflight_and_origin(make_server_without_docker):
+    server = await make_server_without_docker(cors_origins="https://app.example")
     r = await server.client.options(
         "/api/generate",
         headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
@@ -80,8 +80,8 @@ async def test_cors_preflight_and_origin(make_server):
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
-async def test_api_keys_guard_everything_but_health(make_server):
-    server = await make_server(api_keys="k1,k2")
+async def test_api_keys_guard_everything_but_health(make_server_without_docker):
+    server = await make_server_without_docker(api_keys="k1,k2")
     assert (await server.client.get("/health")).status_code == 200
     assert_error(await server.client.get("/api/status"), 401, "unauthorized")
     assert_error(await server.client.get("/api/status", headers={"Authorization": "Bearer nope"}), 401,
@@ -90,8 +90,8 @@ async def test_api_keys_guard_everything_but_health(make_server):
     assert ok.status_code == 200
 
 
-async def test_list_jobs_newest_first_with_cursor(make_server):
-    server = await make_server()
+async def test_list_jobs_newest_first_with_cursor(make_server_without_docker):
+    server = await make_server_without_docker()
     ids = []
     for i in range(5):
         r = await server.client.post("/api/generate", json={"prompt": f"p{i}", "execute": False})
@@ -109,15 +109,15 @@ async def test_list_jobs_newest_first_with_cursor(make_server):
     assert_error(await server.client.get("/api/jobs", params={"state": "NOPE"}), 422, "validation_error")
 
 
-async def test_openapi_documents_every_route(make_server):
-    server = await make_server()
+async def test_openapi_documents_every_route(make_server_without_docker):
+    server = await make_server_without_docker()
     doc = (await server.client.get("/openapi.json")).json()
     assert doc["openapi"].startswith("3.")
     documented = {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
     app = server.rt.app
     routes = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint == "static" or rule.endpoint.startswith("web."):  # the page is not API
             continue
         path = rule.rule.replace("<job_id>", "{job_id}")
         methods = {"GET"} if rule.websocket else set(rule.methods) - {"HEAD", "OPTIONS"}
@@ -143,13 +143,13 @@ async def test_metrics_json_and_prometheus(make_server):
     assert "atomic_agent_pool_connected" in text and "atomic_agent_pool_requests_total" in text
 
 
-async def test_websocket_needs_the_key_too(make_server):
+async def test_websocket_needs_the_key_too(make_server_without_docker):
     import json
 
     import trio
     from trio_websocket import ConnectionRejected, open_websocket_url
 
-    server = await make_server(api_keys="k1")
+    server = await make_server_without_docker(api_keys="k1")
     try:
         async with open_websocket_url(server.ws_url):
             raise AssertionError("accepted without a key")
@@ -167,8 +167,8 @@ async def test_websocket_needs_the_key_too(make_server):
             assert json.loads(await ws.get_message())["type"] == "done"
 
 
-async def test_health_fast_path_keeps_the_contract(make_server):
-    server = await make_server(cors_origins="https://app.example")
+async def test_health_fast_path_keeps_the_contract(make_server_without_docker):
+    server = await make_server_without_docker(cors_origins="https://app.example")
     r = await server.client.get("/health", headers={"Origin": "https://app.example", "X-Request-ID": "r-1"})
     assert r.status_code == 200 and r.json() == {"status": "ok"}
     assert r.headers["X-Request-ID"] == "r-1"

@@ -190,6 +190,7 @@ async def test_files_the_program_writes_are_collected_into_the_artifacts(make_se
 
 import pytest  # noqa: E402
 
+from atomic.contract import JobSpec, StateEvent  # noqa: E402
 from atomic.errors import JobFinished  # noqa: E402
 from atomic.pipeline.job import EventBuffer  # noqa: E402
 
@@ -200,13 +201,12 @@ async def test_cancel_in_every_running_state(make_server, docker_client, state):
     server = await make_server(text=SLOW if state == "EXECUTING" else None, rate=20.0, timeout_s=60)
     manager = server.rt.manager
     buf = EventBuffer()
-    job = await manager.submit({"prompt": "x", "language": "python", "priority": "normal", "execute": True,
-                                "limits": {}, "export": ["zip"], "provider": None, "model": None}, watcher=buf)
+    job = await manager.submit(JobSpec(prompt="x"), watcher=buf)
     with trio.fail_after(30):
         while True:
             events = await buf.get_batch()
             assert events, "the job ended before reaching " + state
-            if any(e["type"] == "state" and e["state"] == state for e in events):
+            if any(isinstance(e, StateEvent) and e.state == state for e in events):
                 break
     t0 = trio.current_time()
     try:
@@ -215,18 +215,19 @@ async def test_cancel_in_every_running_state(make_server, docker_client, state):
         # EXPORTING is the last stage: the job may finish before the cancel lands, and
         # then the answer is 409, never a COMPLETE document passed off as cancelled.
         assert state == "EXPORTING"
-        assert (await server.rt.store.get(job.id))["state"] == "COMPLETE"
+        assert (await server.rt.store.get(job.id)).state == "COMPLETE"
         return
     took = trio.current_time() - t0
-    assert doc["state"] == "CANCELLED"
+    assert doc.state == "CANCELLED"
     # Cancellation takes effect at the job's next checkpoint: in that stage, or (when the
     # stage was finishing its store write) the next one.
     order = ["PARSING", "GENERATING", "PACKAGING", "EXECUTING", "EXPORTING"]
-    assert doc["error"]["code"] == "cancelled" and doc["error"]["message"] == "the job was cancelled"
-    assert doc["error"]["stage"] in order[order.index(state):order.index(state) + 2]
+    assert doc.error is not None
+    assert doc.error.code == "cancelled" and doc.error.message == "the job was cancelled"
+    assert doc.error.stage in order[order.index(state):order.index(state) + 2]
     assert took < 2.0, took
     stored = await server.rt.store.get(job.id)
-    assert stored["state"] == "CANCELLED"
+    assert stored is not None and stored.state == "CANCELLED"
     # A cancelled run's container is gone when cancel returns; one that had already
     # finished (EXPORTING) is removed in the background, shortly.
     with trio.fail_after(5 if state != "EXECUTING" else 0.01):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import trio
 
 from atomic.store import JobStore
@@ -78,5 +79,5 @@ async def test_shutdown_refuses_new_work_and_requeues_running_jobs(make_server):
         await nursery.start(store.run)
         stored = await store.get(doc["id"])
         nursery.cancel_scope.cancel()
-    assert stored["state"] == "QUEUED"
-    assert stored["attempts"][-1] == {"interrupted": True, "stage": "EXECUTING"}
+    assert stored is not None and stored.state == "QUEUED"
+    assert msgspec.to_builtins(stored.attempts[-1]) == {"interrupted": True, "stage": "EXECUTING"}

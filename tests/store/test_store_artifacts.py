@@ -119,13 +119,13 @@ async def test_remove(tmp_path: Path) -> None:
     await store.remove(JOB)  # nothing left: no error
 
 
-def test_validate_formats() -> None:
-    assert ArtifactStore.validate_formats(["tar", "zip", "tar"]) == ["tar", "zip"]
-    assert ArtifactStore.validate_formats([]) == []
-    for bad in (["zip", "rar"], "zip", [1]):
-        with pytest.raises(ValidationError) as info:
-            ArtifactStore.validate_formats(bad)
-        assert info.value.field == "export"
+async def test_formats_deduplicated_and_unknown_ones_refused(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    arts = await store.export(JOB, FILES, ["tar", "zip", "tar"])
+    assert [a["format"] for a in arts] == ["tar", "zip"]
+    with pytest.raises(ValidationError) as info:
+        await store.export(JOB, FILES, ["zip", "rar"])
+    assert info.value.field == "export"
 
 
 @pytest.mark.parametrize("path", ["../evil.py", "/etc/passwd", "a/../../b", "", ".", "a\\b", "x\x00y"])

@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import trio
 
+from atomic.contract import JobDocument
 from atomic.errors import ValidationError
 from atomic.store import JobStore, StoreError, StoreStatistics
 from atomic.store.jobs import SCHEMA_VERSION
@@ -35,8 +37,8 @@ async def open_store(path: Path) -> AsyncIterator[JobStore]:
         nursery.cancel_scope.cancel()
 
 
-def doc(i: int, state: str = "QUEUED", finished_at: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {
+def doc(i: int, state: str = "QUEUED", finished_at: str | None = None, **extra: Any) -> JobDocument:
+    return msgspec.convert({
         "id": f"job-{i:04d}",
         "state": state,
         "priority": "normal",
@@ -44,7 +46,7 @@ def doc(i: int, state: str = "QUEUED", finished_at: str | None = None, **extra: 
         "finished_at": finished_at,
         "request": {"prompt": f"prompt {i}"},
         **extra,
-    }
+    }, JobDocument)
 
 
 async def test_put_get_and_upsert(tmp_path: Path) -> None:
@@ -55,23 +57,23 @@ async def test_put_get_and_upsert(tmp_path: Path) -> None:
         assert await store.get("job-0001") == doc(1)
         await store.put(doc(1, state="COMPLETE", finished_at="2025-01-02T00:00:00+00:00", progress=1.0))
         got = await store.get("job-0001")
-        assert got is not None and got["state"] == "COMPLETE" and got["progress"] == 1.0
-        jobs, _ = await store.list(limit=10)
-        assert [j["id"] for j in jobs] == ["job-0002", "job-0001"]  # an update keeps its place
+        assert got is not None and got.state == "COMPLETE" and got.progress == 1.0
+        jobs, _ = await store.page(limit=10)
+        assert [j.id for j in jobs] == ["job-0002", "job-0001"]  # an update keeps its place
 
 
 async def test_put_validates_document(tmp_path: Path) -> None:
     async with open_store(tmp_path / "jobs.db") as store:
         with pytest.raises(ValidationError) as info:
-            await store.put({"id": "x", "state": "QUEUED", "priority": "low"})
+            await store.put(msgspec.structs.replace(doc(1), created_at="soon"))
         assert info.value.field == "created_at"
         with pytest.raises(ValidationError) as info:
             await store.put(doc(1, finished_at="yesterday"))
         assert info.value.field == "finished_at"
-        bad = doc(2)
-        del bad["id"]
-        with pytest.raises(ValidationError):
-            await store.put(bad)
+        with pytest.raises(ValidationError) as info:
+            await store.put(msgspec.structs.replace(doc(2), id=""))
+        assert info.value.field == "id"
+        assert await store.get("job-0001") is None  # nothing refused was written
 
 
 async def test_list_pagination_newest_first(tmp_path: Path) -> None:
@@ -82,28 +84,28 @@ async def test_list_pagination_newest_first(tmp_path: Path) -> None:
         cursor = None
         pages = 0
         while True:
-            jobs, cursor = await store.list(limit=10, cursor=cursor)
-            seen += [j["id"] for j in jobs]
+            jobs, cursor = await store.page(limit=10, cursor=cursor)
+            seen += [j.id for j in jobs]
             pages += 1
             if cursor is None:
                 break
         assert pages == 3
         assert seen == [f"job-{i:04d}" for i in reversed(range(25))]
 
-        done, cursor = await store.list(state="COMPLETE", limit=5)
-        more, end = await store.list(state="COMPLETE", limit=100, cursor=cursor)
+        done, cursor = await store.page(state="COMPLETE", limit=5)
+        more, end = await store.page(state="COMPLETE", limit=100, cursor=cursor)
         assert end is None
-        assert [j["id"] for j in done + more] == [f"job-{i:04d}" for i in reversed(range(1, 25, 2))]
+        assert [j.id for j in done + more] == [f"job-{i:04d}" for i in reversed(range(1, 25, 2))]
 
-        exact, cursor = await store.list(limit=25)
+        exact, cursor = await store.page(limit=25)
         assert len(exact) == 25 and cursor is None  # a full last page has no next cursor
 
-        for bad in ("garbage!", "", "am9iczox"):
+        for bad in ("garbage!", "", "am9iczox", "-1", "1" * 16):
             with pytest.raises(ValidationError) as info:
-                await store.list(cursor=bad)
+                await store.page(cursor=bad)
             assert info.value.field == "cursor"
         with pytest.raises(ValidationError):
-            await store.list(limit=0)
+            await store.page(limit=0)
 
 
 async def test_concurrent_puts_group_commit(tmp_path: Path) -> None:
@@ -115,7 +117,7 @@ async def test_concurrent_puts_group_commit(tmp_path: Path) -> None:
         assert stats.writes == 300
         assert stats.batches < 300 / 5, stats
         assert stats.avg_batch_size == 300 / stats.batches
-        jobs, _ = await store.list(limit=1000)
+        jobs, _ = await store.page(limit=1000)
         assert len(jobs) == 300
 
 
@@ -126,8 +128,8 @@ async def test_durable_across_reopen_and_schema_version(tmp_path: Path) -> None:
     async with open_store(path) as store:
         assert await store.get("job-0007") == doc(7)
         await store.put(doc(8))  # sequence numbers continue after a reopen
-        jobs, _ = await store.list(limit=10)
-        assert [j["id"] for j in jobs] == ["job-0008", "job-0007"]
+        jobs, _ = await store.page(limit=10)
+        assert [j.id for j in jobs] == ["job-0008", "job-0007"]
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -139,15 +141,15 @@ async def test_put_survives_a_process_crash(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import os, sys, trio
+        from atomic.contract import JobDocument, JobSpec
         from atomic.store import JobStore
 
         async def main():
             store = JobStore(sys.argv[1])
             async with trio.open_nursery() as nursery:
                 await nursery.start(store.run)
-                await store.put({"id": "crash-1", "state": "QUEUED", "priority": "high",
-                                 "created_at": "2025-01-01T00:00:00Z"})
-                store.append_event("crash-1", {"type": "lost"})  # buffered only: may be lost
+                await store.put(JobDocument(id="crash-1", state="QUEUED", priority="high",
+                                            created_at="2025-01-01T00:00:00Z", request=JobSpec(prompt="p")))
                 os._exit(9)  # no cleanup, no close, no checkpoint
 
         trio.run(main)
@@ -158,8 +160,8 @@ async def test_put_survives_a_process_crash(tmp_path: Path) -> None:
     assert proc.returncode == 9
     async with open_store(path) as store:
         job = await store.get("crash-1")
-        assert job is not None and job["priority"] == "high"
-        assert [j["id"] for j in await store.unfinished()] == ["crash-1"]
+        assert job is not None and job.priority == "high"
+        assert [j.id for j in await store.unfinished()] == ["crash-1"]
 
 
 async def test_unfinished_oldest_first(tmp_path: Path) -> None:
@@ -167,42 +169,16 @@ async def test_unfinished_oldest_first(tmp_path: Path) -> None:
         states = ["QUEUED", "COMPLETE", "GENERATING", "FAILED", "EXECUTING", "CANCELLED", "QUEUED"]
         for i, state in enumerate(states):
             await store.put(doc(i, state=state))
-        assert [j["id"] for j in await store.unfinished()] == ["job-0000", "job-0002", "job-0004", "job-0006"]
+        assert [j.id for j in await store.unfinished()] == ["job-0000", "job-0002", "job-0004", "job-0006"]
 
 
-async def test_events_are_buffered_then_batched(tmp_path: Path) -> None:
+async def test_closed_store_refuses_puts(tmp_path: Path) -> None:
     async with open_store(tmp_path / "jobs.db") as store:
-        for n in range(100):
-            store.append_event("job-a", {"type": "token", "seq": n})
-            store.append_event("job-b", {"type": "token", "seq": n})
-        stats = store.statistics()
-        assert stats.events_buffered == 200 and stats.events_written == 0  # nothing written per event
-        with trio.fail_after(10):  # the flush window is 50 ms; nobody asked for a flush
-            while store.statistics().events_written < 200:
-                await trio.sleep(0.01)
-        stats = store.statistics()
-        assert stats.events_buffered == 0 and stats.events_written == 200
-        assert stats.batches == 0  # events alone count no document batch
-        events = await store.events("job-a")
-        assert events == [{"type": "token", "seq": n} for n in range(100)]
-        store.append_event("job-a", {"type": "done"})
-        assert (await store.events("job-a"))[-1] == {"type": "done"}  # read sees buffered ones
-        assert await store.events("nobody") == []
-
-
-async def test_events_flushed_on_close(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.db"
-    async with open_store(path) as store:
-        for n in range(10):
-            store.append_event("job-a", {"n": n})
-        assert store.statistics().events_buffered == 10
-    # Closed: later events are dropped, counted, never raised into the caller.
-    store.append_event("job-a", {"n": 99})
-    assert store.statistics().events_dropped == 1
-    with pytest.raises(StoreError):
         await store.put(doc(1))
-    async with open_store(path) as store:
-        assert await store.events("job-a") == [{"n": n} for n in range(10)]
+    with pytest.raises(StoreError):
+        await store.put(doc(2))
+    with pytest.raises(StoreError):
+        store.put_nowait(doc(2))
 
 
 async def test_prune(tmp_path: Path) -> None:
@@ -212,15 +188,11 @@ async def test_prune(tmp_path: Path) -> None:
         await store.put(doc(2, "FAILED", "2025-02-27T23:00:00+01:00"))  # 2025-02-27T22:00Z: old
         await store.put(doc(3, "CANCELLED", "2025-02-28T12:00:00Z"))  # 12 h: kept
         await store.put(doc(4, "QUEUED"))  # unfinished: kept
-        for i in (1, 3):
-            store.append_event(f"job-{i:04d}", {"type": "state"})
         pruned = await store.prune(older_than_s=86400, now=now)
         assert pruned == ["job-0001", "job-0002"]
         assert await store.get("job-0001") is None and await store.get("job-0002") is None
-        assert await store.events("job-0001") == []
-        assert await store.events("job-0003") == [{"type": "state"}]
-        jobs, _ = await store.list(limit=10)
-        assert [j["id"] for j in jobs] == ["job-0004", "job-0003"]
+        jobs, _ = await store.page(limit=10)
+        assert [j.id for j in jobs] == ["job-0004", "job-0003"]
         assert await store.prune(older_than_s=86400, now=now) == []
 
 

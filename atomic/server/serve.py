@@ -1,128 +1,33 @@
-"""The running server: its services, started in order in one nursery, and stopped in reverse.
+"""Starting and stopping the server: its services, in order in one nursery, stopped in reverse.
 
-``serve`` is a Trio service (``task_status.started(url)`` once the HTTP socket is bound and
-the agent has answered, or start-up gave up waiting for it). Shutdown, on SIGTERM/SIGINT or
-the ``shutdown`` event: new work gets 503 ``shutting_down``; running jobs get
-``shutdown_grace_s``; WebSockets close with 1001; what still runs is cancelled and stored
-as QUEUED for the next start; the agent child is stopped last.
+``serve`` is a Trio service (``task_status.started(urls)`` once the HTTP socket is bound
+and the agent has answered, or start-up gave up waiting for it). Shutdown, on
+SIGTERM/SIGINT or the ``shutdown`` event: new work gets 503 ``shutting_down``; running
+jobs get ``shutdown_grace_s``; WebSockets close with 1001; what still runs is cancelled
+and stored as QUEUED for the next start; the agent child is stopped last.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import math
 import os
 import signal
-import time
-from dataclasses import dataclass, field
-from typing import Any
 from collections.abc import Callable
+from functools import partial
+from typing import Any, cast
 
+import hypercorn.config
+import hypercorn.trio
 import trio
 
 from .. import __version__
 from ..config import Settings
 from ..metrics import Metrics
+from ..notify import Notifier, watchdog_loop
+from .state import Runtime
 
 log = logging.getLogger("atomic.server")
-
-DATA_DIR_RECHECK_S = 1.0
-
-
-@dataclass
-class Runtime:
-    settings: Settings
-    metrics: Metrics
-    store: Any = None
-    artifacts: Any = None
-    queue: Any = None
-    agent: Any = None  # AgentPool
-    supervisor: Any = None  # AgentSupervisor, when the agent is our child
-    sandbox: Any = None
-    manager: Any = None
-    app: Any = None
-    started_at: float = field(default_factory=time.time)
-    shutdown: trio.Event = field(default_factory=trio.Event)
-    stopping: trio.Event = field(default_factory=trio.Event)  # WebSockets close with 1001
-    urls: list[str] = field(default_factory=list)
-    _data_dir: tuple[float, tuple[bool, str]] = (-math.inf, (True, ""))  # (checked at, result)
-
-    def status(self, languages: list[str]) -> dict[str, Any]:
-        """The /api/status document: cached facts only, no I/O."""
-        q = self.queue.statistics()
-        agent = self.agent.status()
-        if self.supervisor is not None:
-            sup = self.supervisor.statistics()
-            agent = {**agent, "pid": sup.pid, "restarts": sup.restarts}
-        sandbox = self.sandbox.status()
-        reasons = []
-        if not agent.get("healthy"):
-            reasons.append("agent: not answering")
-        if not sandbox.get("available"):
-            reasons.append("sandbox: " + (sandbox.get("reason") or "unavailable"))
-        data_ok, data_reason = self.data_dir_ok()
-        if not data_ok:
-            reasons.append("data_dir: " + data_reason)
-        doc = {
-            "status": "degraded" if reasons else "ok",
-            "version": __version__,
-            "uptime_s": round(time.time() - self.started_at, 3),
-            "languages": languages,
-            "queue": {"depth": q.depth, "capacity": q.capacity, "by_priority": dict(q.by_priority)},
-            "workers": {"busy": self.manager.busy, "total": self.settings.max_concurrent},
-            "agent": agent,
-            "sandbox": {k: v for k, v in sandbox.items()},
-            "shutting_down": self.manager.shutting_down,
-        }
-        if reasons:
-            doc["reasons"] = reasons
-        return doc
-
-    def data_dir_ok(self) -> tuple[bool, str]:
-        """Whether the data dir is usable; checked at most once a second (three system
-        calls were a tenth of a /api/status request)."""
-        now = time.monotonic()
-        checked, result = self._data_dir
-        if now - checked < DATA_DIR_RECHECK_S:
-            return result
-        result = self._check_data_dir()
-        self._data_dir = (now, result)
-        return result
-
-    def _check_data_dir(self) -> tuple[bool, str]:
-        path = self.settings.data_dir
-        if not os.path.isdir(path):
-            return False, f"{path} does not exist"
-        if not os.access(path, os.W_OK):
-            return False, f"{path} is not writable"
-        try:
-            st = os.statvfs(path)
-        except OSError as exc:
-            return False, str(exc)
-        if st.f_bavail * st.f_frsize < 64 * 1024 * 1024:
-            return False, f"{path} has less than 64 MiB free"
-        return True, ""
-
-    def live(self) -> dict[str, Any]:
-        """Figures other objects own, read by the metrics when asked (no I/O)."""
-        import dataclasses
-
-        q = self.queue.statistics()
-        out: dict[str, Any] = {
-            "queue_depth": q.depth,
-            "queue_by_priority": dict(q.by_priority),
-            "jobs_by_state": self.manager.counts(),
-            "workers_busy": self.manager.busy,
-        }
-        if self.agent is not None:
-            out["agent_pool"] = dataclasses.asdict(self.agent.statistics())
-            out["agent_usage_totals"] = self.agent.agent_facts.get("usage_totals", {})
-        if self.sandbox is not None:
-            out["sandbox"] = dataclasses.asdict(self.sandbox.statistics())
-        if self.store is not None:
-            out["store"] = dataclasses.asdict(self.store.statistics())
-        return out
 
 
 async def _start_agent(rt: Runtime, nursery: trio.Nursery) -> None:
@@ -150,16 +55,12 @@ async def serve(
     ``freeze_gc`` (the CLI's, for a process that is only this server) moves everything
     alive once serving into the collector's permanent generation: see :func:`_serve_work`.
     """
-    import hypercorn.config
-    import hypercorn.trio
-
     from ..ipc.pool import AgentPool
-    from ..notify import Notifier
-    from ..pipeline.manager import JobManager, Services
+    from ..pipeline.manager import JobManager
+    from ..pipeline.services import Services
     from ..queue import JobQueue
     from ..sandbox import SandboxController
     from ..store import ArtifactStore, JobStore
-    from .app import create_app
 
     # Taken (and removed from the environment) before the agent child copies it.
     notifier = Notifier.from_env(os.environ, unset=True)
@@ -177,8 +78,6 @@ async def serve(
             if handle_signals:
                 root.start_soon(_signals, rt, root.cancel_scope)
             if reload is not None:
-                from functools import partial
-
                 from ..reload import reload_loop
 
                 def forward() -> None:
@@ -198,21 +97,24 @@ async def serve(
             await services.start(rt.agent.run)
             rt.sandbox = SandboxController(settings)
             await services.start(rt.sandbox.run)
-            rt.queue = JobQueue(settings.max_queue_size, settings.aging_s)
+            rt.queue = JobQueue(settings.max_queue_size, settings.aging_s,
+                                drain_window_s=settings.queue_drain_window_s,
+                                retry_after_max_s=settings.queue_retry_after_max_s)
             rt.manager = JobManager(
                 Services(settings, rt.agent, rt.sandbox, rt.store, rt.artifacts, rt.queue, rt.metrics)
             )
-            await _serve_work(rt, create_app, hypercorn, notifier, task_status, freeze_gc)
+            await _serve_work(rt, notifier, task_status, freeze_gc)
         finally:
             log.info("stopped serving; stopping services")
             services_scope.cancel()
         root.cancel_scope.cancel()
 
 
-async def _serve_work(rt: Runtime, create_app: Any, hypercorn: Any, notifier: Any,
-                      task_status: trio.TaskStatus[list[str]], freeze_gc: bool = False) -> None:
+async def _serve_work(rt: Runtime, notifier: Notifier, task_status: trio.TaskStatus[list[str]],
+                      freeze_gc: bool = False) -> None:
     """The HTTP server and the job workers, until a graceful shutdown ends them."""
-    from ..notify import watchdog_loop
+    from .app import create_app
+    from .fast import FastPaths
 
     settings = rt.settings
     async with trio.open_nursery() as work:
@@ -223,11 +125,11 @@ async def _serve_work(rt: Runtime, create_app: Any, hypercorn: Any, notifier: An
         if settings.ws_port is not None and settings.ws_port != settings.http_port:
             binds.append(f"{settings.host}:{settings.ws_port}")
         hconf.bind = binds
-        hconf.graceful_timeout = 2.0
+        hconf.graceful_timeout = settings.http_graceful_s
         hconf.accesslog = None
         hconf.errorlog = logging.getLogger("hypercorn.error")
-        hconf.keep_alive_timeout = 75
-        hconf.backlog = 1024
+        hconf.keep_alive_timeout = settings.http_keep_alive_s
+        hconf.backlog = settings.http_backlog
 
         async def _shutdown_trigger() -> None:
             await rt.shutdown.wait()
@@ -237,12 +139,10 @@ async def _serve_work(rt: Runtime, create_app: Any, hypercorn: Any, notifier: An
                      rt.manager.busy, settings.shutdown_grace_s)
             await rt.manager.drain(settings.shutdown_grace_s)
             rt.stopping.set()  # WebSockets close with 1001
-            await trio.sleep(0.05)
+            await trio.sleep(0.05)  # ... and their close frames leave before serving stops
 
         async def _http(task_status: trio.TaskStatus[list[str]]) -> None:
-            from .fast import FastPaths
-
-            await hypercorn.trio.serve(FastPaths(app, rt), hconf, shutdown_trigger=_shutdown_trigger,
+            await hypercorn.trio.serve(cast(Any, FastPaths(app, rt)), hconf, shutdown_trigger=_shutdown_trigger,
                                        task_status=task_status)
             # Serving has ended gracefully: stop the workers, which store any job
             # still running as QUEUED for the next start.
@@ -280,10 +180,10 @@ def _apply(rt: Runtime, new: Settings, changes: dict[str, Any]) -> None:
 
     apply_logging(new, changes)
     rt.settings = new
-    if rt.manager is not None:
+    if hasattr(rt, "manager"):
         rt.manager.settings = new
         rt.manager.s.settings = new
-    if rt.sandbox is not None:
+    if hasattr(rt, "sandbox"):
         rt.sandbox.reconfigure(new)
 
 

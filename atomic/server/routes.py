@@ -1,0 +1,199 @@
+"""The contract's HTTP routes, as one Blueprint of plain functions.
+
+Each route decodes its input into a contract type (:mod:`atomic.contract`), asks the
+job manager or the sandbox, and answers with a contract document. Cross-cutting rules
+(request id, CORS, API keys, body size, errors) are the app's hooks (:mod:`.app`).
+"""
+
+from __future__ import annotations
+
+import trio
+from quart import Blueprint, Response, request
+
+from .. import __version__, errors
+from ..contract import (
+    EXPORT_FORMATS,
+    JOB_STATES,
+    BatchRequest,
+    ExecuteRequest,
+    ExecutionResult,
+    GenerateRequest,
+    JobDocument,
+    JobPage,
+    LanguageInfo,
+    LanguageList,
+    PreparedRun,
+    prepare_run,
+    run_limits,
+)
+from ..contract.documents import BatchError, ErrorInfo
+from ..pipeline.languages import LANGUAGES
+from ..store.artifacts import FORMATS
+from .http import bool_arg, encode, json_response, read_body, runtime
+from .openapi import document
+from .state import Runtime
+
+routes = Blueprint("atomic", __name__)
+
+
+# --- service -----------------------------------------------------------------------------
+
+
+@routes.get("/health")
+async def health() -> Response:
+    return json_response({"status": "ok"})
+
+
+@routes.get("/api/status")
+async def status() -> Response:
+    return json_response(runtime().status())
+
+
+@routes.get("/api/languages")
+async def languages() -> Response:
+    rt = runtime()
+    offered = rt.languages()
+    image = rt.settings.sandbox_image
+    return json_response(LanguageList(languages=[
+        LanguageInfo(name=lang.name, version=None, compiled=False, entrypoint=lang.entrypoint,
+                     available=lang.name in offered, image=image)
+        for lang in sorted(LANGUAGES.values(), key=lambda lang: lang.name)
+    ]))
+
+
+@routes.get("/api/metrics")
+async def metrics_json() -> Response:
+    return json_response(runtime().metrics.snapshot())
+
+
+@routes.get("/metrics")
+async def metrics_prom() -> Response:
+    return Response(runtime().metrics.prometheus(), content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@routes.get("/openapi.json")
+async def openapi() -> Response:
+    return json_response(document(__version__, runtime().languages()))
+
+
+# --- jobs --------------------------------------------------------------------------------
+
+
+async def accept_generate(rt: Runtime, req: GenerateRequest, wait: bool) -> tuple[int, JobDocument, dict[str, str]]:
+    """POST /api/generate once the body is decoded: (status, job document, headers).
+
+    Shared by this route and the ASGI fast path, so both answer alike.
+    """
+    rt.check_language(req.language)
+    rt.sandbox.resolve_limits(run_limits(req.limits))  # 422 now, not a failed job later
+    wait = wait or req.wait is True
+    job = await rt.manager.submit(req.spec())
+    headers = {"Location": f"/api/jobs/{job.id}"}
+    if wait:
+        await job.finished.wait()
+        return 200, job.document(), headers
+    return 202, job.take_accepted(), headers
+
+
+@routes.post("/api/generate")
+async def generate() -> Response:
+    req = await read_body(GenerateRequest)
+    status, doc, headers = await accept_generate(runtime(), req, bool(bool_arg("wait")))
+    return json_response(doc, status, headers)
+
+
+@routes.get("/api/jobs")
+async def list_jobs() -> Response:
+    state = request.args.get("state")
+    if state is not None and state not in JOB_STATES:
+        raise errors.ValidationError("state", "expected one of " + ", ".join(JOB_STATES))
+    raw_limit = request.args.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 500:
+        raise errors.ValidationError("limit", "expected a whole number 1..500")
+    cursor = request.args.get("cursor")
+    jobs, nxt = await runtime().manager.page(state, int(raw_limit), cursor)
+    return json_response(JobPage(jobs=jobs, next=nxt))
+
+
+@routes.get("/api/jobs/<job_id>")
+async def get_job(job_id: str) -> Response:
+    return json_response(await runtime().manager.get(job_id))
+
+
+@routes.delete("/api/jobs/<job_id>")
+async def cancel_job(job_id: str) -> Response:
+    return json_response(await runtime().manager.cancel(job_id))
+
+
+@routes.get("/api/jobs/<job_id>/artifact")
+async def artifact(job_id: str) -> Response:
+    rt = runtime()
+    fmt = request.args.get("format", "zip")
+    if fmt not in EXPORT_FORMATS:
+        raise errors.ValidationError("format", "expected zip, tar or git")
+    await rt.manager.get(job_id)  # 404 job_not_found first
+    path = rt.artifacts.path(job_id, fmt)
+    if path is None:
+        raise errors.ArtifactNotFound(f"job {job_id} has no {fmt} artifact (yet)")
+    data = await trio.Path(path).read_bytes()
+    kind = FORMATS[fmt]
+    return Response(data, content_type=kind.media_type,
+                    headers={"Content-Disposition": f'attachment; filename="atomic-{job_id}{kind.suffix}"'})
+
+
+# --- execute -----------------------------------------------------------------------------
+
+
+def _prepare(rt: Runtime, body: ExecuteRequest, where: str = "") -> PreparedRun:
+    """The checks a schema cannot state, and the limits (422 before anything runs)."""
+    run = prepare_run(body, rt.sandbox.languages(), where)
+    try:
+        rt.sandbox.resolve_limits(run.limits)
+    except errors.ValidationError as exc:
+        raise errors.ValidationError(where + exc.field, exc.message.split(": ", 1)[1]) from None
+    return run
+
+
+async def _execute(rt: Runtime, run: PreparedRun) -> ExecutionResult:
+    from ..sandbox import RunSpec
+
+    limits = rt.sandbox.resolve_limits(run.limits)
+    spec = RunSpec(files=run.files, command=run.command, stdin=run.stdin, limits=limits)
+    return await rt.manager.execute(spec, run.priority)
+
+
+@routes.post("/api/execute")
+async def execute() -> Response:
+    rt = runtime()
+    run = _prepare(rt, await read_body(ExecuteRequest))
+    return json_response(await _execute(rt, run))
+
+
+@routes.post("/api/execute/batch")
+async def execute_batch() -> Response:
+    rt = runtime()
+    body = await read_body(BatchRequest)
+    runs = [_prepare(rt, r, f"runs[{i}].") for i, r in enumerate(body.runs)]
+    results: list[ExecutionResult | BatchError | None] = [None] * len(runs)
+
+    async def one(i: int, run: PreparedRun) -> None:
+        try:
+            results[i] = await _execute(rt, run)
+        except errors.AtomicError as exc:
+            results[i] = BatchError(error=ErrorInfo(code=exc.code, message=exc.message))
+
+    async with trio.open_nursery() as nursery:
+        for i, run in enumerate(runs):
+            nursery.start_soon(one, i, run)
+    return json_response({"results": results})
+
+
+# --- WebSocket route, asked for without the upgrade ------------------------------------------
+
+
+@routes.get("/ws/stream")
+async def stream_without_upgrade() -> Response:
+    raise errors.UpgradeRequired("/ws/stream is a WebSocket: send the request with Upgrade: websocket")
+
+
+__all__ = ["accept_generate", "encode", "routes"]
