@@ -290,3 +290,11 @@ def test_thread_tuner_ignores_one_slow_token_and_fixed_counts() -> None:
         assert tuner.threads == 2
     fixed = local.ThreadTuner([3])
     assert _simulate(fixed, {3: 0.5}, 50) == [3] * 50 and fixed.switches == 0
+
+
+def test_thread_tuner_needs_a_clear_margin_to_move() -> None:
+    tuner = local.ThreadTuner([1, 2])
+    used = _simulate(tuner, {1: 0.0100, 2: 0.0097}, 3000)  # 2 threads 3% faster: not worth moving
+    assert tuner.home == 1 and used[-100:] == [1] * 100
+    used = _simulate(tuner, {1: 0.0100, 2: 0.0080}, 3000)  # 25% faster: it generates
+    assert tuner.home == 2 and used[-1] == 2

@@ -84,20 +84,22 @@ class ThreadTuner:
     of them waits for the slowest to be scheduled: measured here on 2 cores, 2 threads
     gave ~70 tokens/s on an idle machine but 4 tokens/s beside other work, where 1 thread
     gave 90. The tuner keeps a running estimate of seconds per token for each count (all
-    CPUs, and 1), generates with the faster, and now and then spends ``PROBE`` tokens on
-    the other to see whether that changed; the slower the other is, the rarer the probe,
-    so probing costs at most ``PROBE / BASE`` of the tokens. Sans-IO: the caller times the
+    CPUs, and 1), generates with the faster (the other must be ``MARGIN`` faster to take
+    over, so close figures do not flap), and now and then spends ``PROBE`` tokens on the
+    other to see whether that changed; the slower the other is, the rarer the probe, so
+    probing costs at most ``PROBE / BASE`` of the tokens. Sans-IO: the caller times the
     tokens and applies ``threads``.
     """
 
     PROBE = 4  # tokens per look at the other count
     BASE = 256  # tokens between looks when both are as fast (scaled by how much slower the other is)
     ALPHA = 0.5  # weight of a new window in the estimate
+    MARGIN = 1.1  # the other count must be this much faster to become the one generating
 
     def __init__(self, choices: list[int]) -> None:
         self.choices = list(dict.fromkeys(choices))
         self.estimate: dict[int, float | None] = {c: None for c in self.choices}
-        self.threads = self.choices[0]
+        self.home = self.threads = self.choices[0]  # home: the count generating; threads: now
         self.switches = 0
         self._window: list[float] = []
         self._skip = 1  # the first token after a switch also pays for waking threads
@@ -105,11 +107,7 @@ class ThreadTuner:
 
     def __repr__(self) -> str:
         est = ", ".join(f"{c}: {'?' if e is None else f'{1 / e:.0f} tok/s'}" for c, e in self.estimate.items())
-        return f"<ThreadTuner threads={self.threads} {est}>"
-
-    def _best(self) -> int:
-        known = {c: e for c, e in self.estimate.items() if e is not None}
-        return min(known, key=known.__getitem__) if known else self.threads
+        return f"<ThreadTuner threads={self.threads} home={self.home} {est}>"
 
     def _switch(self, threads: int) -> None:
         if threads != self.threads:
@@ -128,8 +126,7 @@ class ThreadTuner:
             return
         self._window.append(seconds)
         self._since_probe += 1
-        best = self._best()
-        probing = self.threads != best or self.estimate[self.threads] is None
+        probing = self.threads != self.home
         if len(self._window) < (self.PROBE if probing else 2 * self.PROBE):
             return
         window = sorted(self._window)[len(self._window) // 2]  # the median: a preemption is one outlier
@@ -140,13 +137,14 @@ class ThreadTuner:
         if unknown:
             self._switch(unknown[0])
             return
-        best = self._best()
-        if self.threads != best:
-            self._switch(best)
-            return
-        other = next(c for c in self.choices if c != best)
-        ratio = (self.estimate[other] or 0.0) / (self.estimate[best] or 1.0)
-        if self._since_probe >= self.BASE * max(1.0, ratio):
+        other = next(c for c in self.choices if c != self.home)
+        home_s, other_s = self.estimate[self.home] or 0.0, self.estimate[other] or 0.0
+        if other_s * self.MARGIN < home_s:  # the other is clearly faster now: it generates
+            self.home = other
+            self._switch(other)
+        elif probing:  # the look is over: back home
+            self._switch(self.home)
+        elif self._since_probe >= self.BASE * max(1.0, other_s / home_s if home_s else 1.0):
             self._switch(other)
 
 
