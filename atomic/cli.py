@@ -26,6 +26,20 @@ _SETTING_FLAGS = {
 }
 
 
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def add_connection_args(p: argparse.ArgumentParser) -> None:
+    """``--url``, ``--api-key`` and ``--ca`` with their environment defaults: every command
+    that talks to a server takes them (``atomic.client.connection`` reads them)."""
+    p.add_argument("--url", default=os.environ.get("ATOMIC_URL", DEFAULT_URL),
+                   help="the server (ATOMIC_URL; https:// when it serves TLS)")
+    p.add_argument("--api-key", default=os.environ.get("ATOMIC_API_KEY"), help="API key (ATOMIC_API_KEY)")
+    p.add_argument("--ca", default=None, metavar="FILE",
+                   help="PEM CA bundle the server's certificate must chain to (ATOMIC_CA_FILE; "
+                        "default: the system's CAs)")
+
+
 def _add_settings(p: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
     p.add_argument("--config", help="TOML settings file")
     for name in names:
@@ -54,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="submit a prompt to a running server and stream the job")
     p.add_argument("prompt")
-    p.add_argument("--url", default=os.environ.get("ATOMIC_URL", "http://127.0.0.1:8080"))
+    add_connection_args(p)
     p.add_argument("--language", default="python")
     p.add_argument("--priority", default="normal", choices=("low", "normal", "high"))
     p.add_argument("--provider")
@@ -62,12 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-execute", action="store_true")
     p.add_argument("--export", default="zip", help="comma-separated: zip,tar,git")
     p.add_argument("--out", default=".", help="folder for the downloaded artifact")
-    p.add_argument("--api-key", default=os.environ.get("ATOMIC_API_KEY"))
     p.add_argument("--quiet", action="store_true", help="no token stream, just the result")
 
     p = sub.add_parser("status", help="print a running server's status")
-    p.add_argument("--url", default=os.environ.get("ATOMIC_URL", "http://127.0.0.1:8080"))
-    p.add_argument("--api-key", default=os.environ.get("ATOMIC_API_KEY"))
+    add_connection_args(p)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("sandbox", help="sandbox image and container tools")

@@ -313,6 +313,18 @@ class QueueFull(AtomicError):
         self.retry_after = retry_after
 
 
+class RateLimited(AtomicError):
+    """The client made more requests than ``ATOMIC_RATE_LIMIT`` allows; ``retry_after``
+    is when the next one fits, in seconds."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str = "too many requests", *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ShuttingDown(AtomicError):
     """The server is shutting down and takes no new work."""
 

@@ -52,3 +52,36 @@ def docker_client():
         pytest.fail(f"sandbox image {image} is missing: run tools/build-sandbox-image.sh")
     yield client
     client.close()
+
+
+class TLSFiles:
+    """A test CA and a certificate it signed for 127.0.0.1 and localhost, as PEM files
+    (made with trustme, which builds them with the cryptography package)."""
+
+    def __init__(self, directory: Path) -> None:
+        import trustme
+
+        self.authority = trustme.CA()
+        leaf = self.authority.issue_cert("127.0.0.1", "localhost", "::1")
+        self.ca = str(directory / "ca.pem")
+        self.cert = str(directory / "cert.pem")
+        self.key = str(directory / "key.pem")
+        self.authority.cert_pem.write_to_path(self.ca)
+        for blob in leaf.cert_chain_pems:
+            blob.write_to_path(self.cert, append=True)
+        leaf.private_key_pem.write_to_path(self.key)
+        # A second certificate's key: a real PEM key that is not the first one's.
+        self.other_key = str(directory / "other-key.pem")
+        self.authority.issue_cert("127.0.0.1").private_key_pem.write_to_path(self.other_key)
+
+    def client_context(self):
+        import ssl
+
+        return ssl.create_default_context(cafile=self.ca)
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> TLSFiles:
+    d = tmp_path / "tls"
+    d.mkdir()
+    return TLSFiles(d)
