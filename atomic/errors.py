@@ -90,6 +90,13 @@ class ConnectFailed(ConnectionError_):
     code = "connect_failed"
 
 
+class AgentRefused(ConnectFailed):
+    """The agent refused the connection: a missing or wrong ``ATOMIC_IPC_TOKEN``, or TLS
+    on one side only."""
+
+    code = "agent_refused"
+
+
 # --- protocol ------------------------------------------------------------------------
 
 
