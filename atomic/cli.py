@@ -120,16 +120,26 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         import trio
 
+        from . import tracing
         from .server.serve import serve
 
-        trio.run(partial(serve, settings, reload=partial(_settings, args, agent=args.agent), freeze_gc=True))
+        tracing.setup("atomic")  # only when OTEL_* ask; ConfigError for values it cannot follow
+        try:
+            trio.run(partial(serve, settings, reload=partial(_settings, args, agent=args.agent), freeze_gc=True))
+        finally:
+            tracing.shutdown()
         return 0
     if cmd == "agent":
         settings = _settings(args)
         logs.setup(settings.log_level, settings.log_format)
+        from . import tracing
         from .agent.server import main as agent_main
 
-        return agent_main(settings)
+        tracing.setup("atomic-agent")
+        try:
+            return agent_main(settings)
+        finally:
+            tracing.shutdown()
     if cmd == "generate":
         from .client import generate
 

@@ -488,7 +488,7 @@ def _cross_checks(s: Settings) -> list[str]:
             out.append(f"ATOMIC_IPC_TCP={s.ipc_tcp!r}: expected host:port")
     from .tls import problems
 
-    out.extend(problems(s))
+    out.extend(problems(s.tls_cert, s.tls_key, s.ipc_tls_cert, s.ipc_tls_key, s.ipc_tls_ca))
     return out
 
 

@@ -18,10 +18,6 @@ variable, instead of failing at the first connection.
 from __future__ import annotations
 
 import ssl
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .config import Settings
 
 #: What the HTTP server offers by ALPN, best first.
 ALPN = ("h2", "http/1.1")
@@ -40,12 +36,6 @@ def client_context(ca: str | None = None) -> ssl.SSLContext:
     """A verifying client context: the server's certificate must chain to ``ca`` (a PEM
     bundle), or to the system's CAs when ``ca`` is None."""
     return ssl.create_default_context(cafile=ca)
-
-
-def ipc_uses_tls(settings: Settings) -> bool:
-    """Whether the server speaks TLS to a TCP agent: when a CA to check it against, or
-    the agent's own certificate (one environment file for both), is configured."""
-    return bool(settings.ipc_tcp) and (settings.ipc_tls_ca is not None or settings.ipc_tls_cert is not None)
 
 
 # --- the start-up check --------------------------------------------------------------------
@@ -91,11 +81,13 @@ def _pair(cert_var: str, key_var: str, cert: str | None, key: str | None) -> lis
     return []
 
 
-def problems(settings: Settings) -> list[str]:
-    """One line per certificate setting that cannot be used (empty: all can)."""
-    out = _pair("ATOMIC_TLS_CERT", "ATOMIC_TLS_KEY", settings.tls_cert, settings.tls_key)
-    out += _pair("ATOMIC_IPC_TLS_CERT", "ATOMIC_IPC_TLS_KEY", settings.ipc_tls_cert, settings.ipc_tls_key)
-    ca = settings.ipc_tls_ca
+def problems(tls_cert: str | None, tls_key: str | None, ipc_tls_cert: str | None, ipc_tls_key: str | None,
+             ipc_tls_ca: str | None) -> list[str]:
+    """One line per certificate setting (the ``ATOMIC_*`` variables of the same names)
+    that cannot be used; empty when all can."""
+    out = _pair("ATOMIC_TLS_CERT", "ATOMIC_TLS_KEY", tls_cert, tls_key)
+    out += _pair("ATOMIC_IPC_TLS_CERT", "ATOMIC_IPC_TLS_KEY", ipc_tls_cert, ipc_tls_key)
+    ca = ipc_tls_ca
     if ca is not None:
         bad = _unreadable("ATOMIC_IPC_TLS_CA", ca)
         if bad is None:
@@ -137,7 +129,6 @@ __all__ = [
     "ALPN",
     "ca_file_problem",
     "client_context",
-    "ipc_uses_tls",
     "loopback",
     "problems",
     "server_context",

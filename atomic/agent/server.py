@@ -31,7 +31,7 @@ from typing import Any
 
 import trio
 
-from .. import __version__
+from .. import __version__, tracing
 from ..config import Settings
 from ..errors import (
     AtomicError,
@@ -252,7 +252,7 @@ class _Session:
                 return
             scope = trio.CancelScope()
             self.active[rid] = scope
-            nursery.start_soon(self._generate, rid, request, provider, scope, nursery)
+            nursery.start_soon(self._generate, rid, request, provider, scope, nursery, msg.get("trace"))
         elif kind == m.CANCEL:
             running = self.active.get(m.request_id(msg))
             if running is not None:  # else it has already ended: its terminal frame is sent
@@ -270,7 +270,8 @@ class _Session:
             raise RemoteProtocolError(f"unknown message type {kind!r}")
 
     async def _generate(
-        self, rid: int, request: Any, provider: str | None, scope: trio.CancelScope, nursery: trio.Nursery
+        self, rid: int, request: Any, provider: str | None, scope: trio.CancelScope, nursery: trio.Nursery,
+        trace: Any = None,
     ) -> None:
         server = self.server
         conn = self.conn
@@ -279,7 +280,7 @@ class _Session:
         reply: dict[str, Any] | None = None
         batcher = TokenBatcher(lambda text: conn.send(m.token(rid, text)), nursery, server.settings.token_batch_s)
         try:
-            with scope:
+            with scope, tracing.agent_span(trace, rid) as span:  # joins the job's trace (tracing on)
                 with trio.move_on_after(server.settings.generate_timeout_s) as deadline:
                     try:
                         result = await server.router.generate(request, provider=provider, on_text=batcher.add)
@@ -288,15 +289,20 @@ class _Session:
                         return  # the client is gone; the reader sees it too
                     except (AtomicError, LocalProtocolError) as exc:
                         reply = m.error(rid, exc)
+                        span.failed(exc.code)
                     except Exception as exc:
                         log.exception("generation %s failed", rid)
                         reply = m.error(rid, ProviderError(f"agent failure: {type(exc).__name__}: {exc}"))
+                        span.failed("provider_error")
                     else:
                         reply = {"type": m.DONE, "id": rid, **result.to_wire()}
+                        span.done(result.provider, result.model, result.usage.prompt_tokens,
+                                  result.usage.completion_tokens, result.finish_reason)
                 if deadline.cancelled_caught:
                     reply = m.error(
                         rid, ProviderTimeout(f"generation took longer than {server.settings.generate_timeout_s}s")
                     )
+                    span.failed("provider_timeout")
             if scope.cancelled_caught:
                 server.cancelled += 1
                 reply = {

@@ -21,7 +21,7 @@ import trio
 from .. import _fast
 from ..config import Settings
 from ..errors import AgentRefused, ConnectFailed, ConnectionBroken, ConnectionClosed, RemoteProtocolError
-from ..tls import client_context, ipc_uses_tls
+from ..tls import client_context
 from . import messages as m
 
 codec = _fast.load("codec")
@@ -170,6 +170,12 @@ class Connection:
         """Close the stream (idempotent, quick: a socket close does not block)."""
         self._closed = True
         await self.stream.aclose()
+
+
+def ipc_uses_tls(settings: Settings) -> bool:
+    """Whether the server speaks TLS to a TCP agent: when a CA to check it against, or
+    the agent's own certificate (one environment file for both sides), is configured."""
+    return bool(settings.ipc_tcp) and (settings.ipc_tls_ca is not None or settings.ipc_tls_cert is not None)
 
 
 async def open_connection(settings: Settings) -> Connection:

@@ -31,7 +31,7 @@ from typing import Any
 
 import trio
 
-from .. import errors
+from .. import errors, tracing
 from ..contract import GenerateRequest, decode
 from ..ratelimit import retry_after_header
 from .http import client_key, contract_headers, encode, error_body, error_parts
@@ -165,7 +165,7 @@ class FastPaths:
         rt = self.rt
         try:
             req = decode(b"".join(chunks), GenerateRequest)
-            status, doc, extra = await accept_generate(rt, req, False)
+            status, doc, extra = await accept_generate(rt, req, False, _traceparent(scope) if tracing.enabled() else None)
             out = encode(doc)
         except errors.AtomicError as exc:
             status, out, extra = error_parts(exc)
@@ -186,6 +186,13 @@ class FastPaths:
     def __getattr__(self, name: str) -> Any:
         # Tests and tools look at the Quart app's attributes (url_map ...) through us.
         return getattr(self.app, name)
+
+
+def _traceparent(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"traceparent":
+            return bytes(value)
+    return None
 
 
 def _body_length(scope: Scope) -> int | None:

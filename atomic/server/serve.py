@@ -21,7 +21,7 @@ import hypercorn.config
 import hypercorn.trio
 import trio
 
-from .. import __version__, ratelimit
+from .. import __version__, ratelimit, tracing
 from ..config import Settings
 from ..metrics import Metrics
 from ..notify import Notifier, watchdog_loop
@@ -103,8 +103,9 @@ async def serve(
             rt.queue = JobQueue(settings.max_queue_size, settings.aging_s,
                                 drain_window_s=settings.queue_drain_window_s,
                                 retry_after_max_s=settings.queue_retry_after_max_s)
-            rt.manager = JobManager(
-                Services(settings, rt.agent, rt.sandbox, rt.store, rt.artifacts, rt.queue, rt.metrics)
+            rt.manager = JobManager(  # the agent and sandbox as jobs see them: traced when tracing is on
+                Services(settings, tracing.traced_agent(rt.agent), tracing.traced_sandbox(rt.sandbox), rt.store,
+                         rt.artifacts, rt.queue, rt.metrics)
             )
             await _serve_work(rt, notifier, task_status, freeze_gc)
         finally:
