@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 BOLD = "\033[1m" if sys.stdout.isatty() else ""
 DIM = "\033[2m" if sys.stdout.isatty() else ""
@@ -94,9 +94,26 @@ def generate(args: argparse.Namespace) -> int:
         return 2
     try:
         return trio.run(_generate, args, conn, body)
+    except ConnectionRejected as exc:  # the handshake got an error answer (401, 429 ...)
+        print(f"atomic: the server refused the stream: {_refusal(exc)}", file=sys.stderr)
+        return 1
     except (OSError, httpx.HTTPError) as exc:
         print(f"atomic: cannot reach the server at {args.url}: {_why(exc)}", file=sys.stderr)
         return 1
+
+
+def _refusal(exc: ConnectionRejected) -> str:
+    """``HTTP 429 rate_limited: ... (retry after 1 s)`` from a refused handshake."""
+    text = f"HTTP {exc.status_code}"
+    try:
+        error = json.loads(exc.body or b"{}")["error"]
+        text += f" {error['code']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        pass
+    after = dict(exc.headers).get(b"retry-after")
+    if after and b"retry after" not in (exc.body or b""):
+        text += f" (retry after {after.decode('latin-1')} s)"
+    return text
 
 
 def _why(exc: BaseException) -> str:

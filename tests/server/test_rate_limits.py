@@ -9,7 +9,7 @@ from functools import partial
 
 import httpx
 import trio
-from trio_websocket import HandshakeError, open_websocket_url
+from trio_websocket import ConnectionRejected, open_websocket_url
 
 from atomic import config
 from atomic.agent.providers.replay import ReplayProvider
@@ -64,7 +64,7 @@ async def test_each_api_key_has_its_own_bucket(make_server_without_docker):
     try:
         async with open_websocket_url(ws):
             raise AssertionError("the handshake should have been refused")
-    except HandshakeError as exc:
+    except ConnectionRejected as exc:
         assert exc.status_code == 429
         assert dict(exc.headers)[b"retry-after"] == b"60"
 
@@ -135,3 +135,19 @@ async def test_sighup_turns_the_limit_on_changes_it_and_off(nursery, tmp_path, s
         await hup_until(lambda: rt.limiter is None)
         assert (await c.get("/api/status")).status_code == 200
     rt.shutdown.set()
+
+
+async def test_atomic_generate_says_why_the_stream_was_refused(make_server_without_docker, capsys):
+    import argparse
+
+    from atomic.client import generate
+
+    server = await make_server_without_docker(rate_limit="1/min")
+    assert (await server.client.get("/api/status")).status_code == 200
+    args = argparse.Namespace(url=server.url, api_key=None, ca=None, prompt="p", language="python",
+                              priority="normal", provider=None, model=None, no_execute=True, export="zip",
+                              out=".", quiet=True)
+    assert await trio.to_thread.run_sync(generate, args) == 1
+    assert capsys.readouterr().err.strip() == (
+        "atomic: the server refused the stream: HTTP 429 rate_limited: too many requests: at most 1/min; "
+        "retry after 60 s")

@@ -107,3 +107,20 @@ async def test_an_execute_run_is_a_span_with_its_limits(spans, make_server):
     (run,) = by_name(spans.get_finished_spans(), "sandbox.run")
     assert run.attributes["atomic.limits.timeout_s"] == 4.0 and run.attributes["atomic.limits.pids"] == 16
     assert run.attributes["atomic.termination"] == "exited" and run.attributes["atomic.exit_code"] == 3
+
+
+async def test_a_websocket_start_honours_its_traceparent(spans, make_server):
+    import json
+
+    from trio_websocket import open_websocket_url
+
+    server = await make_server(ANSWER)
+    headers = [(b"traceparent", f"00-{TRACE}-{PARENT}-01".encode())]
+    async with open_websocket_url(server.ws_url, extra_headers=headers) as ws:
+        await ws.send_message(json.dumps({"prompt": "p", "execute": False}))
+        accepted = json.loads(await ws.get_message())
+        while json.loads(await ws.get_message())["type"] != "done":
+            pass
+    assert accepted["type"] == "accepted" and accepted["job"]["trace_id"] == TRACE
+    (root,) = by_name(spans.get_finished_spans(), "job")
+    assert root.parent.span_id == int(PARENT, 16)
