@@ -35,6 +35,19 @@ def tmp_settings(tmp_path: Path) -> config.Settings:
     )
 
 
+@pytest.fixture
+def keep_logging():
+    """For a test that runs a command's set-up (``logs.setup`` puts a handler on the
+    stderr pytest captures, which is closed after the test): the root logger as it was."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     """A live Docker client. Fails the test when the engine is not reachable."""

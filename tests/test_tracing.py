@@ -46,7 +46,7 @@ def test_values_it_cannot_follow_stop_start_up():
     assert not tracing.enabled()
 
 
-def test_cli_exits_2_on_such_a_value(monkeypatch, capsys):
+def test_cli_exits_2_on_such_a_value(monkeypatch, capsys, keep_logging):
     from atomic.cli import main
 
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")

@@ -184,7 +184,7 @@ async def test_serve_agent_will_not_open_such_a_listener(ipc_settings):
         await serve_agent(ipc_settings.replace(ipc_tcp="0.0.0.0:0"), providers={"replay": ReplayProvider()})
 
 
-def test_atomic_agent_on_a_reachable_address_without_them_exits_2(capsys, monkeypatch):
+def test_atomic_agent_on_a_reachable_address_without_them_exits_2(capsys, monkeypatch, keep_logging):
     monkeypatch.delenv("ATOMIC_IPC_TOKEN", raising=False)
     assert main(["agent", "--agent-tcp", "0.0.0.0:7000", "--provider", "replay"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
