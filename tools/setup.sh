@@ -22,6 +22,8 @@ command -v cc >/dev/null || need+=(build-essential)
 # Playwright with this browser's path (Playwright's own browser downloads are not used).
 command -v chromium >/dev/null || need+=(chromium)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+# h2load: the benchmarks' load over HTTPS/1.1 and HTTP/2 (benchmarks/run --only tls).
+command -v h2load >/dev/null || need+=(nghttp2-client)
 "$PY" -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 "$PY" -c 'import sysconfig,os,sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"],"Python.h")))' 2>/dev/null || need+=(python3-dev)
 if [ ${#need[@]} -gt 0 ]; then

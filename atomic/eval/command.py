@@ -26,8 +26,9 @@ from .runner import EvalOptions, Runner, RunState, now_iso
 RUN_KEYS = ("samples", "repairs", "temperature", "seed", "provider", "model")
 
 
-def add_arguments(p: argparse.ArgumentParser, *, url: str, api_key: str | None) -> None:
-    """The flags of ``atomic eval``; --concurrency and --job-timeout default to settings."""
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``atomic eval`` beside the connection's (``--url``, ``--api-key``, ``--ca``:
+    ``atomic.cli.add_connection_args``); --concurrency and --job-timeout default to settings."""
     p.add_argument("file", help="tasks: JSONL or .jsonl.gz in HumanEval, MBPP or Atomic form")
     p.add_argument("--samples", type=int, default=1, metavar="K", help="candidates per task (1..8)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N tasks")
@@ -36,9 +37,6 @@ def add_arguments(p: argparse.ArgumentParser, *, url: str, api_key: str | None) 
     p.add_argument("--model", metavar="M")
     p.add_argument("--concurrency", type=int, metavar="C", help="tasks in flight at once (ATOMIC_EVAL_CONCURRENCY)")
     p.add_argument("--out", metavar="DIR", help="results folder (default: ./atomic-eval-<file name>)")
-    p.add_argument("--url", default=url, help="server (ATOMIC_URL)")
-    p.add_argument("--ca", metavar="FILE", help="CA bundle to verify an https:// server")
-    p.add_argument("--api-key", default=api_key)
     p.add_argument("--repairs", type=int, default=0, metavar="N", help="repair attempts per candidate (default 0)")
     p.add_argument("--temperature", type=float, help="sampling temperature (default 0.8 when K > 1)")
     p.add_argument("--seed", type=int, help="sampling seed; sample i uses seed + i")
@@ -95,10 +93,16 @@ def main(args: argparse.Namespace) -> int:
         run_info["started_at"] = now_iso()
         write_json_atomically(run_path, run_info)
 
-    opts = EvalOptions(url=args.url, samples=args.samples, concurrency=args.concurrency,
+    from ..client import UsageError, connection
+
+    try:
+        conn = connection(args)
+    except UsageError as exc:
+        return _fail(str(exc))
+    opts = EvalOptions(url=conn.url, samples=args.samples, concurrency=args.concurrency,
                        provider=args.provider, model=args.model, repairs=args.repairs,
                        temperature=args.temperature, seed=args.seed, priority=args.priority,
-                       api_key=args.api_key, ca_file=args.ca, job_timeout_s=args.job_timeout)
+                       api_key=args.api_key, ssl_context=conn.ssl_context, job_timeout_s=args.job_timeout)
     results = ResultsFile(out / "results.jsonl")
     results.open()
     try:

@@ -45,7 +45,7 @@ class EvalOptions:
     seed: int | None = None
     priority: str = "normal"
     api_key: str | None = None
-    ca_file: str | None = None
+    ssl_context: ssl.SSLContext | None = None  # https:// (client.connection builds it)
     job_timeout_s: float = 3600.0
     submit_retries: int = 3
     retry_backoff_s: float = 1.0  # first wait after a 5xx or lost connection; doubles, at most 30 s
@@ -183,9 +183,7 @@ class Runner:
         self.state = state
         self.on_record = on_record
         self._headers = {"Authorization": f"Bearer {opts.api_key}"} if opts.api_key else {}
-        self._ssl: ssl.SSLContext | None = None
-        if opts.url.startswith("https://"):
-            self._ssl = ssl.create_default_context(cafile=opts.ca_file)
+        self._ssl = opts.ssl_context
         self.client = httpx.AsyncClient(
             base_url=opts.url.rstrip("/"), headers=self._headers,
             verify=self._ssl if self._ssl is not None else True,
