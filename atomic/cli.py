@@ -26,6 +26,20 @@ _SETTING_FLAGS = {
 }
 
 
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def add_connection_args(p: argparse.ArgumentParser) -> None:
+    """``--url``, ``--api-key`` and ``--ca`` with their environment defaults: every command
+    that talks to a server takes them (``atomic.client.connection`` reads them)."""
+    p.add_argument("--url", default=os.environ.get("ATOMIC_URL", DEFAULT_URL),
+                   help="the server (ATOMIC_URL; https:// when it serves TLS)")
+    p.add_argument("--api-key", default=os.environ.get("ATOMIC_API_KEY"), help="API key (ATOMIC_API_KEY)")
+    p.add_argument("--ca", default=None, metavar="FILE",
+                   help="PEM CA bundle the server's certificate must chain to (ATOMIC_CA_FILE; "
+                        "default: the system's CAs)")
+
+
 def _add_settings(p: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
     p.add_argument("--config", help="TOML settings file")
     for name in names:
@@ -54,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="submit a prompt to a running server and stream the job")
     p.add_argument("prompt")
-    p.add_argument("--url", default=os.environ.get("ATOMIC_URL", "http://127.0.0.1:8080"))
+    add_connection_args(p)
     p.add_argument("--language", default="python")
     p.add_argument("--priority", default="normal", choices=("low", "normal", "high"))
     p.add_argument("--provider")
@@ -62,12 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-execute", action="store_true")
     p.add_argument("--export", default="zip", help="comma-separated: zip,tar,git")
     p.add_argument("--out", default=".", help="folder for the downloaded artifact")
-    p.add_argument("--api-key", default=os.environ.get("ATOMIC_API_KEY"))
     p.add_argument("--quiet", action="store_true", help="no token stream, just the result")
 
+    p = sub.add_parser("eval", help="score a model on a task file (pass@k) through a running server")
+    from .eval.command import add_arguments as add_eval_arguments
+
+    add_connection_args(p)
+    add_eval_arguments(p)
+    p.add_argument("--config", help="TOML settings file (eval_concurrency, eval_job_timeout_s)")
+
+    p = sub.add_parser("replay", help="submit the job an artifact's atomic.json records, again")
+    p.add_argument("file", help="atomic.json, or a zip/tar artifact holding it")
+    add_connection_args(p)
+    p.add_argument("--out", default=".", help="folder for the downloaded artifact")
+    p.add_argument("--quiet", action="store_true", help="no token stream, just the result")
+    p.add_argument("--print", action="store_true", help="print the generate body instead of submitting it")
+
     p = sub.add_parser("status", help="print a running server's status")
-    p.add_argument("--url", default=os.environ.get("ATOMIC_URL", "http://127.0.0.1:8080"))
-    p.add_argument("--api-key", default=os.environ.get("ATOMIC_API_KEY"))
+    add_connection_args(p)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("sandbox", help="sandbox image and container tools")
@@ -117,20 +143,43 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         import trio
 
+        from . import tracing
         from .server.serve import serve
 
-        trio.run(partial(serve, settings, reload=partial(_settings, args, agent=args.agent), freeze_gc=True))
+        tracing.setup("atomic")  # only when OTEL_* ask; ConfigError for values it cannot follow
+        try:
+            trio.run(partial(serve, settings, reload=partial(_settings, args, agent=args.agent), freeze_gc=True))
+        finally:
+            tracing.shutdown()
         return 0
     if cmd == "agent":
         settings = _settings(args)
         logs.setup(settings.log_level, settings.log_format)
+        from . import tracing
         from .agent.server import main as agent_main
 
-        return agent_main(settings)
+        tracing.setup("atomic-agent")
+        try:
+            return agent_main(settings)
+        finally:
+            tracing.shutdown()
     if cmd == "generate":
         from .client import generate
 
         return generate(args)
+    if cmd == "eval":
+        from .eval.command import main as eval_main
+
+        settings = config.load(config_file=args.config)
+        if args.concurrency is None:
+            args.concurrency = settings.eval_concurrency
+        if args.job_timeout is None:
+            args.job_timeout = settings.eval_job_timeout_s
+        return eval_main(args)
+    if cmd == "replay":
+        from .client import replay
+
+        return replay(args)
     if cmd == "status":
         from .client import status
 

@@ -3,6 +3,12 @@
 ``generate`` opens ``/ws/stream``, sends the prompt, and shows the job as it happens: each
 stage with its timing, the model's tokens as they stream, the program's output, then the
 result and the downloaded artifact's path.
+
+Every command that talks to a server takes the same connection options
+(:func:`atomic.cli.add_connection_args`): ``--url`` (``ATOMIC_URL``; ``https://`` for a server with
+TLS), ``--api-key`` (``ATOMIC_API_KEY``) and ``--ca`` (``ATOMIC_CA_FILE``: a PEM bundle the
+server's certificate must chain to; the system's CAs when unset). :func:`connection`
+turns them into what httpx and trio-websocket take.
 """
 
 from __future__ import annotations
@@ -10,18 +16,53 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 BOLD = "\033[1m" if sys.stdout.isatty() else ""
 DIM = "\033[2m" if sys.stdout.isatty() else ""
 RESET = "\033[0m" if sys.stdout.isatty() else ""
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach the server: its URL, headers, and the TLS context for https/wss."""
+
+    url: str
+    headers: dict[str, str]
+    ssl_context: ssl.SSLContext | None
+
+    def http(self, **kw: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, headers=self.headers,
+                                 verify=self.ssl_context or True, **kw)
+
+
+class UsageError(Exception):
+    """A connection option that cannot be used (printed as one line, exit 2)."""
+
+
+def connection(args: argparse.Namespace) -> Connection:
+    """The parsed connection options; UsageError for a CA file that cannot be used."""
+    from .tls import ca_file_problem, client_context
+
+    ca, label = args.ca, "--ca"
+    if ca is None and os.environ.get("ATOMIC_CA_FILE"):
+        ca, label = os.environ["ATOMIC_CA_FILE"], "ATOMIC_CA_FILE"
+    if ca is not None:
+        problem = ca_file_problem(label, ca)
+        if problem:
+            raise UsageError(problem)
+    secure = args.url.lower().startswith("https://")
+    return Connection(args.url.rstrip("/"), _headers(args.api_key),
+                      client_context(ca) if secure or ca is not None else None)
 
 
 def _ws_url(url: str) -> str:
@@ -46,22 +87,59 @@ def generate(args: argparse.Namespace) -> int:
         body["provider"] = args.provider
     if args.model:
         body["model"] = args.model
+    return submit(args, body)
+
+
+def submit(args: argparse.Namespace, body: dict[str, Any]) -> int:
+    """Stream the job ``body`` asks for (``generate``, ``replay``): the exit code."""
     try:
-        return trio.run(_generate, args, body)
+        conn = connection(args)
+    except UsageError as exc:
+        print(f"atomic: configuration: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return trio.run(_generate, args, conn, body)
+    except ConnectionRejected as exc:  # the handshake got an error answer (401, 429 ...)
+        print(f"atomic: the server refused the stream: {_refusal(exc)}", file=sys.stderr)
+        return 1
     except (OSError, httpx.HTTPError) as exc:
-        print(f"atomic: cannot reach the server at {args.url}: {exc}", file=sys.stderr)
+        print(f"atomic: cannot reach the server at {args.url}: {_why(exc)}", file=sys.stderr)
         return 1
 
 
-async def _generate(args: argparse.Namespace, body: dict[str, Any]) -> int:
+def _refusal(exc: ConnectionRejected) -> str:
+    """``HTTP 429 rate_limited: ... (retry after 1 s)`` from a refused handshake."""
+    text = f"HTTP {exc.status_code}"
+    try:
+        error = json.loads(exc.body or b"{}")["error"]
+        text += f" {error['code']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        pass
+    after = dict(exc.headers).get(b"retry-after")
+    if after and b"retry after" not in (exc.body or b""):
+        text += f" (retry after {after.decode('latin-1')} s)"
+    return text
+
+
+def _why(exc: BaseException) -> str:
+    """A connection failure in one line; a certificate the client does not trust says so."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(exc, ssl.SSLCertVerificationError):
+        return f"{text} (is its certificate signed by the CA given with --ca or ATOMIC_CA_FILE?)"
+    return text
+
+
+async def _generate(args: argparse.Namespace, conn: Connection, body: dict[str, Any]) -> int:
     out = sys.stdout
-    headers = [(k.encode(), v.encode()) for k, v in _headers(args.api_key).items()]
+    headers = [(k.encode(), v.encode()) for k, v in conn.headers.items()]
     t0 = time.monotonic()
     job: dict[str, Any] | None = None
     last_stage: str | None = None
     stage_t0 = t0
     streaming = False
-    async with open_websocket_url(_ws_url(args.url), extra_headers=headers) as ws:
+    ws_url = _ws_url(conn.url)
+    tls = conn.ssl_context if ws_url.startswith("wss://") else None
+    async with open_websocket_url(ws_url, extra_headers=headers, ssl_context=tls) as ws:
         await ws.send_message(json.dumps(body))
         while True:
             try:
@@ -101,10 +179,10 @@ async def _generate(args: argparse.Namespace, body: dict[str, Any]) -> int:
     if job is None:
         print("atomic: the connection closed before the job ended", file=sys.stderr)
         return 1
-    return await _report(args, job, time.monotonic() - t0)
+    return await _report(args, conn, job, time.monotonic() - t0)
 
 
-async def _report(args: argparse.Namespace, job: dict[str, Any], elapsed: float) -> int:
+async def _report(args: argparse.Namespace, conn: Connection, job: dict[str, Any], elapsed: float) -> int:
     out = sys.stdout
     print(f"\n{BOLD}{job['state']}{RESET} in {elapsed:.2f} s", file=out)
     for f in job.get("files") or []:
@@ -128,7 +206,7 @@ async def _report(args: argparse.Namespace, job: dict[str, Any], elapsed: float)
     if job.get("error"):
         err = job["error"]
         print(f"  error: {err['code']} in {err.get('stage')}: {err['message']}", file=out)
-    async with httpx.AsyncClient(base_url=args.url, headers=_headers(args.api_key), timeout=30) as client:
+    async with conn.http(timeout=30) as client:
         for art in job.get("artifacts") or []:
             resp = await client.get(art["url"])
             if resp.status_code != 200:
@@ -144,9 +222,15 @@ async def _report(args: argparse.Namespace, job: dict[str, Any], elapsed: float)
 
 def status(args: argparse.Namespace) -> int:
     try:
-        resp = httpx.get(args.url.rstrip("/") + "/api/status", headers=_headers(args.api_key), timeout=10)
+        conn = connection(args)
+    except UsageError as exc:
+        print(f"atomic: configuration: {exc}", file=sys.stderr)
+        return 2
+    try:
+        resp = httpx.get(conn.url + "/api/status", headers=conn.headers, timeout=10,
+                         verify=conn.ssl_context or True)
     except httpx.HTTPError as exc:
-        print(f"atomic: cannot reach the server at {args.url}: {exc}", file=sys.stderr)
+        print(f"atomic: cannot reach the server at {args.url}: {_why(exc)}", file=sys.stderr)
         return 1
     doc = resp.json()
     if args.json or resp.status_code != 200:
@@ -164,3 +248,71 @@ def status(args: argparse.Namespace) -> int:
     print(f"sandbox   available={s.get('available')} image={s.get('image')} warm={s.get('warm')}")
     print(f"languages {', '.join(doc['languages'])}")
     return 0 if doc["status"] == "ok" else 1
+
+
+# --- atomic replay -----------------------------------------------------------------------
+
+# The generate fields an atomic.json may carry back into a new job.
+REPLAY_FIELDS = ("prompt", "language", "priority", "provider", "model", "execute", "limits", "export",
+                 "tests", "test_code", "samples", "repairs", "temperature", "seed", "judge_all")
+
+
+def read_provenance(path: str) -> dict[str, Any]:
+    """``atomic.json``: the file itself, or the one inside a zip or tar artifact."""
+    import tarfile
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == "atomic.json"]
+            if not names:
+                raise ValueError(f"{path}: the archive holds no atomic.json")
+            return dict(json.loads(zf.read(min(names, key=len))))
+    if tarfile.is_tarfile(path):
+        with tarfile.open(path) as tf:
+            members = [m for m in tf.getmembers() if m.isfile() and m.name.rsplit("/", 1)[-1] == "atomic.json"]
+            if not members:
+                raise ValueError(f"{path}: the archive holds no atomic.json")
+            member = tf.extractfile(min(members, key=lambda m: len(m.name)))
+            assert member is not None
+            return dict(json.loads(member.read()))
+    with open(path, encoding="utf-8") as text:
+        return dict(json.load(text))
+
+
+def replay_body(doc: dict[str, Any]) -> dict[str, Any]:
+    """The generate body that runs the recorded job again.
+
+    The job's own request (``request``) comes first; the recorded facts (provider, model,
+    sampling parameters and seeds, limits, tests) override it, so the new job asks for what
+    the old one actually used, not what it left to defaults.
+    """
+    body: dict[str, Any] = {}
+    request = doc.get("request")
+    if isinstance(request, dict):
+        body.update({k: v for k, v in request.items() if k in REPLAY_FIELDS})
+    body.update({k: v for k, v in doc.items() if k in REPLAY_FIELDS and v is not None})
+    sampling = doc.get("sampling")
+    if isinstance(sampling, dict):
+        for key in ("temperature", "seed", "samples", "repairs"):
+            if sampling.get(key) is not None:
+                body[key] = sampling[key]
+        seeds = sampling.get("seeds")
+        if body.get("seed") is None and isinstance(seeds, list) and seeds:
+            body["seed"] = seeds[0]  # sample i used seed + i
+    if not isinstance(body.get("prompt"), str) or not body["prompt"]:
+        raise ValueError("atomic.json has no prompt")
+    body.pop("wait", None)
+    return body
+
+
+def replay(args: argparse.Namespace) -> int:
+    try:
+        body = replay_body(read_provenance(args.file))
+    except (OSError, ValueError) as exc:
+        print(f"atomic replay: {exc}", file=sys.stderr)
+        return 2
+    if args.print:
+        print(json.dumps(body, indent=2))
+        return 0
+    return submit(args, body)

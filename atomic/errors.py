@@ -90,6 +90,13 @@ class ConnectFailed(ConnectionError_):
     code = "connect_failed"
 
 
+class AgentRefused(ConnectFailed):
+    """The agent refused the connection: a missing or wrong ``ATOMIC_IPC_TOKEN``, or TLS
+    on one side only."""
+
+    code = "agent_refused"
+
+
 # --- protocol ------------------------------------------------------------------------
 
 
@@ -317,6 +324,18 @@ class QueueFull(AtomicError):
     status = 429
 
     def __init__(self, message: str = "the job queue is full", *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimited(AtomicError):
+    """The client made more requests than ``ATOMIC_RATE_LIMIT`` allows; ``retry_after``
+    is when the next one fits, in seconds."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str = "too many requests", *, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 

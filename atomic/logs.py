@@ -1,8 +1,8 @@
 """Logging: JSON lines for services, readable text on a terminal.
 
-Each record carries the request id and job id of the task that logged it, when there is
-one (set through :data:`request_id` and :data:`job_id` context variables, which Trio
-copies into child tasks).
+Each record carries the request id, job id and trace id of the task that logged it, when
+there is one (set through the :data:`request_id`, :data:`job_id` and :data:`trace_id`
+context variables, which Trio copies into child tasks).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import time
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("atomic_request_id", default=None)
 job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("atomic_job_id", default=None)
+# The OpenTelemetry trace a job's work belongs to (set by atomic.tracing when tracing is on).
+trace_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("atomic_trace_id", default=None)
 
 # Request ids need to be unique, not secret: a random prefix per process and a counter
 # (32 hex digits, like the uuid4 they replace, without a system call per request).
@@ -34,6 +36,8 @@ class _ContextFilter(logging.Filter):
             record.request_id = request_id.get()
         if not hasattr(record, "job_id"):
             record.job_id = job_id.get()
+        if not hasattr(record, "trace_id"):
+            record.trace_id = trace_id.get()
         return True
 
 
@@ -45,7 +49,7 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key in ("request_id", "job_id"):
+        for key in ("request_id", "job_id", "trace_id"):
             value = getattr(record, key, None)
             if value:
                 out[key] = value
@@ -59,7 +63,7 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s%(ctx)s", "%H:%M:%S")
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [f"{k}={getattr(record, k)}" for k in ("job_id", "request_id") if getattr(record, k, None)]
+        parts = [f"{k}={getattr(record, k)}" for k in ("job_id", "request_id", "trace_id") if getattr(record, k, None)]
         record.ctx = f"  [{' '.join(parts)}]" if parts else ""
         return super().format(record)
 

@@ -206,6 +206,7 @@ class Metrics:
             "agent": {"pool": live.get("agent_pool", {}), "usage_totals": live.get("agent_usage_totals", {})},
             "sandbox": live.get("sandbox", {}),
             "store": live.get("store", {}),
+            "rate_limit": live.get("rate_limit"),
         }
 
     def prometheus(self) -> bytes:
@@ -243,3 +244,13 @@ class _LiveCollector:
             c = CounterMetricFamily(f"atomic_agent_pool_{key}", f"Agent pool {key}")
             c.add_metric([], pool.get(key, 0))
             yield c
+        limit = live.get("rate_limit")
+        if limit is not None:
+            for key, doc in (("allowed", "Requests the rate limit let through"),
+                             ("limited", "Requests refused with 429 rate_limited")):
+                c = CounterMetricFamily(f"atomic_rate_limit_{key}", doc)
+                c.add_metric([], limit[key])
+                yield c
+            g = GaugeMetricFamily("atomic_rate_limit_clients", "Clients whose bucket is not full")
+            g.add_metric([], limit["keys"])
+            yield g

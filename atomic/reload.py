@@ -3,7 +3,7 @@
 ``systemctl reload atomic`` (``kill -HUP``) re-reads the settings the way start-up did
 (file, ``ATOMIC_*`` environment, the same command-line flags). Settings that only steer
 what happens next — log level and format, sandbox limits and their maxima, CORS origins,
-API keys, retention, repair attempts, model sampling — are applied; the rest (ports,
+API keys, rate limits, retention, repair attempts, model sampling — are applied; the rest (ports,
 paths, pool sizes, the agent mode...) are left as they are and named in the log as
 needing a restart. A file that does not validate changes nothing: each bad line is
 logged and the running settings stay.
@@ -57,11 +57,13 @@ _RELOADABLE = frozenset(
         "repair_attempts",
         "max_tokens",
         "temperature",
+        "rate_limit",
+        "rate_burst",
     }
 )
 
 # Settings whose values are never logged.
-SECRET_SETTINGS = frozenset({"api_keys"})
+SECRET_SETTINGS = frozenset({"api_keys", "ipc_token"})
 
 # Environment variables the providers read (atomic/agent/providers/*): vendor SDK
 # variables and our per-provider model names.

@@ -12,7 +12,12 @@ Measured in one run, in one process, on Unix sockets:
   frame), beside a bare Trio server writing one frame per token.
 Prints a table with ratios to the bare baseline (target: ping within 1.3x of bare echo).
 
-    python benchmarks/bench_ipc.py [--quick] [--json PATH]
+Then what TLS costs per round trip on the agent's TCP transport (``ATOMIC_IPC_TLS_*``, with
+``ATOMIC_IPC_TOKEN``): two agents on 127.0.0.1, one plain TCP and one TLS, each with its
+pool; ping/pong and a one-token generate sampled in interleaved blocks; the TLS p50 minus
+the plain p50 is the cost. Certificates are made here (trustme).
+
+    python benchmarks/bench_ipc.py [--quick] [--json PATH] [--only tls]
 """
 
 from __future__ import annotations
@@ -229,19 +234,73 @@ async def run(quick: bool) -> dict[str, Any]:
     return results
 
 
+async def tls_round_trips(quick: bool) -> dict[str, list[float]]:
+    """Round trips through the pool to an agent on TCP, plain and TLS (with the token)."""
+    import trustme
+
+    n = 2000 if quick else 20000
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="atomic-bench-"))
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
+    leaf.cert_chain_pems[0].write_to_path(str(tmp / "cert.pem"))
+    leaf.private_key_pem.write_to_path(str(tmp / "key.pem"))
+    tls = {"ipc_tls_cert": str(tmp / "cert.pem"), "ipc_tls_key": str(tmp / "key.pem"), "ipc_token": "bench"}
+    request = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 1}
+    kinds: dict[str, Callable[[], Awaitable[Any]]] = {}
+    async with trio.open_nursery() as nursery:
+        for label, extra in (("TCP", {}), ("TCP+TLS", tls)):
+            settings = config.load(env={}, overrides={
+                "ipc_tcp": "127.0.0.1:0", "data_dir": str(tmp), "provider": "replay", "ipc_pool_size": 1,
+                "ipc_health_interval_s": 3600, **extra})
+            server = await nursery.start(lambda task_status, s=settings: serve_agent(
+                s, providers={"replay": ReplayProvider("ok")}, task_status=task_status))
+            host, port = server.address
+            client = settings.replace(ipc_tcp=f"{host}:{port}", ipc_tls_cert=None, ipc_tls_key=None,
+                                      ipc_tls_ca=str(tmp / "ca.pem") if extra else None)
+            pool = AgentPool(client)
+            await nursery.start(pool.run)
+            while pool.statistics().connected < 1:
+                await trio.sleep(0.01)
+            kinds[f"pool ping/pong ({label})"] = pool.ping
+            kinds[f"pool generate, 1 token ({label})"] = lambda pool=pool: pool.generate(request)
+        out = await interleaved(kinds, n)
+        nursery.cancel_scope.cancel()
+    return out
+
+
+def _print_tls(rt: dict[str, list[float]], summary: dict[str, Any]) -> None:
+    print(f"\n{'agent over TCP (1 connection)':36} {'p50 us':>9} {'p99 us':>9} {'TLS cost p50':>13}")
+    summary["tls"] = {}
+    for what in ("pool ping/pong", "pool generate, 1 token"):
+        plain, secure = rt[f"{what} (TCP)"], rt[f"{what} (TCP+TLS)"]
+        p50, s50 = pct(plain, 0.5), pct(secure, 0.5)
+        print(f"{what + ' (TCP)':36} {p50:9.1f} {pct(plain, 0.99):9.1f}")
+        print(f"{what + ' (TCP+TLS)':36} {s50:9.1f} {pct(secure, 0.99):9.1f} {s50 - p50:+9.1f} us "
+              f"({s50 / p50:.2f}x)")
+        summary["tls"][what] = {"tcp_p50_us": p50, "tls_p50_us": s50, "tcp_p99_us": pct(plain, 0.99),
+                                "tls_p99_us": pct(secure, 0.99), "cost_p50_us": s50 - p50, "ratio_p50": s50 / p50}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples")
     ap.add_argument("--json", metavar="PATH", help="write the results here")
+    ap.add_argument("--only", choices=("tls",), help="only the TLS round trips")
     args = ap.parse_args(argv)
+    if args.only == "tls":
+        summary: dict[str, Any] = {}
+        _print_tls(trio.run(tls_round_trips, args.quick), summary)
+        if args.json:
+            pathlib.Path(args.json).write_text(json.dumps(summary, indent=2))
+        return 0
     results = trio.run(run, args.quick)
 
     rt = results["round_trip_us"]
     base = statistics.median(rt["bare echo"])
     print(f"codec: {'Cython' if _fast.USING_EXTENSIONS.get('codec') else 'pure Python'}")
     print(f"{'round trip':28} {'p50 us':>9} {'p99 us':>9} {'p50 vs bare':>12}")
-    summary: dict[str, Any] = {"codec_extension": _fast.USING_EXTENSIONS.get("codec"), "round_trip": {},
-                               "frames_per_s": {}}
+    summary = {"codec_extension": _fast.USING_EXTENSIONS.get("codec"), "round_trip": {}, "frames_per_s": {}}
     for name, samples in rt.items():
         p50, p99 = pct(samples, 0.5), pct(samples, 0.99)
         summary["round_trip"][name] = {"p50_us": p50, "p99_us": p99, "ratio_p50": p50 / base}
@@ -258,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     floor = summary["round_trip"]["framed JSON echo"]["ratio_p50"]
     print(f"\ntarget: pool ping p50 within 1.3x of bare echo: {'met' if ping_ratio <= 1.3 else 'NOT met'}"
           f" ({ping_ratio:.2f}x; the framed JSON echo floor is {floor:.2f}x)")
+    _print_tls(trio.run(tls_round_trips, args.quick), summary)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(summary, indent=2))
     return 0

@@ -35,6 +35,19 @@ def tmp_settings(tmp_path: Path) -> config.Settings:
     )
 
 
+@pytest.fixture
+def keep_logging():
+    """For a test that runs a command's set-up (``logs.setup`` puts a handler on the
+    stderr pytest captures, which is closed after the test): the root logger as it was."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     """A live Docker client. Fails the test when the engine is not reachable."""
@@ -72,3 +85,36 @@ def language_images(docker_client) -> dict[str, str]:
     except Exception as exc:  # noqa: BLE001 - a failed build fails the tests that need it
         pytest.fail(f"building the language images failed: {exc}")
     return {r.language: r.image for r in reports}
+
+
+class TLSFiles:
+    """A test CA and a certificate it signed for 127.0.0.1 and localhost, as PEM files
+    (made with trustme, which builds them with the cryptography package)."""
+
+    def __init__(self, directory: Path) -> None:
+        import trustme
+
+        self.authority = trustme.CA()
+        leaf = self.authority.issue_cert("127.0.0.1", "localhost", "::1")
+        self.ca = str(directory / "ca.pem")
+        self.cert = str(directory / "cert.pem")
+        self.key = str(directory / "key.pem")
+        self.authority.cert_pem.write_to_path(self.ca)
+        for blob in leaf.cert_chain_pems:
+            blob.write_to_path(self.cert, append=True)
+        leaf.private_key_pem.write_to_path(self.key)
+        # A second certificate's key: a real PEM key that is not the first one's.
+        self.other_key = str(directory / "other-key.pem")
+        self.authority.issue_cert("127.0.0.1").private_key_pem.write_to_path(self.other_key)
+
+    def client_context(self):
+        import ssl
+
+        return ssl.create_default_context(cafile=self.ca)
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> TLSFiles:
+    d = tmp_path / "tls"
+    d.mkdir()
+    return TLSFiles(d)

@@ -50,7 +50,8 @@ def test_plan_every_reloadable_setting_is_applied() -> None:
         name: (("x",) if isinstance(getattr(BASE, name), tuple) else getattr(BASE, name))
         for name in reloadable()
     }
-    changed.update(log_level="ERROR", log_format="json", api_keys=("k",), cors_origins=("https://a",))
+    changed.update(log_level="ERROR", log_format="json", api_keys=("k",), cors_origins=("https://a",),
+                   rate_limit="20/s", rate_burst=5.0)
     for name in ("default_memory_mb", "memory_limit_mb", "pids", "max_pids", "output_limit_bytes",
                  "repair_attempts", "max_tokens", "compile_memory_mb", "max_compile_memory_mb"):
         changed[name] = getattr(BASE, name) + 1

@@ -22,6 +22,8 @@ command -v cc >/dev/null || need+=(build-essential)
 # Playwright with this browser's path (Playwright's own browser downloads are not used).
 command -v chromium >/dev/null || need+=(chromium)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+# h2load: the benchmarks' load over HTTPS/1.1 and HTTP/2 (benchmarks/run --only tls).
+command -v h2load >/dev/null || need+=(nghttp2-client)
 "$PY" -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 "$PY" -c 'import sysconfig,os,sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"],"Python.h")))' 2>/dev/null || need+=(python3-dev)
 if [ ${#need[@]} -gt 0 ]; then
@@ -61,12 +63,48 @@ pipq() {
         return 1
     fi
 }
+# llama.cpp (llama-cpp-python), compiled before Atomic's own install (which then finds it in
+# place). The default is portable: -DGGML_NATIVE=OFF builds AVX2/FMA/F16C/BMI2 (x86-64-v3)
+# without -march=native, which dies with an illegal instruction on virtual machines whose
+# CPUID promises more than they run. AVX-512 (F/BW/DQ/VL/CD with VBMI, VNNI, BF16 where
+# /proc/cpuinfo lists them) is opt-in with ATOMIC_LLAMA_AVX512=1: on SmolLM2-135M it
+# measured within noise of AVX2 here (benchmarks/bench_local.py, 3-4% less CPU per token),
+# not worth a wheel that only runs on such CPUs; a larger GGUF may gain more. CMAKE_ARGS
+# overrides both. A non-portable wheel is cached per flag set, outside pip's shared cache:
+# pip keys cached wheels by sdist alone, so a tuned wheel there would be reused by a
+# portable build (the zipapp's).
+LLAMA=llama-cpp-python==0.3.36
+llama_args() {
+    if [ -n "${CMAKE_ARGS:-}" ]; then echo "$CMAKE_ARGS"; return; fi
+    local args="-DGGML_NATIVE=OFF" flags
+    flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+    if [ "${ATOMIC_LLAMA_AVX512:-0}" = 1 ] && [[ $flags == *" avx512f "* && $flags == *" avx512bw "* \
+            && $flags == *" avx512dq "* && $flags == *" avx512vl "* && $flags == *" avx512cd "* ]]; then
+        args+=" -DGGML_AVX512=ON"
+        [[ $flags == *" avx512vbmi "* ]] && args+=" -DGGML_AVX512_VBMI=ON"
+        [[ $flags == *" avx512_vnni "* ]] && args+=" -DGGML_AVX512_VNNI=ON"
+        [[ $flags == *" avx512_bf16 "* ]] && args+=" -DGGML_AVX512_BF16=ON"
+    fi
+    echo "$args"
+}
+llama_want="$LLAMA $(llama_args)"
+llama_stamp="$VENV/.atomic-llama"
+if [ ! -f "$llama_stamp" ] || [ "$(cat "$llama_stamp")" != "$llama_want" ]; then
+    say "compiling llama.cpp ($(llama_args); once per flag set, ~4 min)"
+    if [ "$(llama_args)" = "-DGGML_NATIVE=OFF" ]; then  # the portable wheel: pip's own cache is its place
+        CMAKE_ARGS="$(llama_args)" pipq install -q --force-reinstall --no-deps "$LLAMA"
+    else
+        llama_cache="${XDG_CACHE_HOME:-$HOME/.cache}/atomic/pip-llama-$(llama_args | sha256sum | cut -c1-12)"
+        CMAKE_ARGS="$(llama_args)" PIP_CACHE_DIR="$llama_cache" pipq install -q --force-reinstall --no-deps "$LLAMA"
+    fi
+    echo "$llama_want" >"$llama_stamp"
+fi
+
 stamp="$VENV/.atomic-deps"
 want=$(cat pyproject.toml setup.py | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    say "installing Atomic and its dependencies (llama.cpp compiles once, ~4 min; pip caches it)"
-    # A portable llama.cpp build (AVX2/FMA, no -march=native) so the cached wheel runs anywhere.
-    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" pipq install -q -e ".[local,providers,dev]"
+    say "installing Atomic and its dependencies"
+    CMAKE_ARGS="$(llama_args)" pipq install -q -e ".[local,providers,dev]"
     echo "$want" >"$stamp"
 else
     # Rebuild the Cython twins in place when their sources changed.

@@ -4,12 +4,20 @@ One task per connection reads frames and dispatches by ``type``; each ``generate
 in its own task under its own cancel scope, so the reader stays free to take a ``cancel``
 (or a ``ping``) while tokens stream. A malformed or oversized frame gets one ``error``
 frame back and closes that connection only; nothing a peer sends can stop the process.
+
+On TCP the agent holds the provider keys for whoever reaches its port, so it can ask for
+a shared token (``ATOMIC_IPC_TOKEN``: the first frame must be a ``hello`` carrying it,
+compared in constant time, never logged) and serve TLS (``ATOMIC_IPC_TLS_CERT``/``_KEY``,
+through ``trio.SSLStream``); a plain-TCP client of a TLS agent is told so in its own
+framing before the connection closes. It refuses to listen on an address other machines
+can reach without both (:func:`listen_problems`).
 """
 
 from __future__ import annotations
 
 import errno
 import gc
+import hmac
 import logging
 import math
 import os
@@ -23,10 +31,11 @@ from typing import Any
 
 import trio
 
-from .. import __version__
+from .. import __version__, tracing
 from ..config import Settings
 from ..errors import (
     AtomicError,
+    ConfigError,
     ConnectFailed,
     ConnectionBroken,
     ConnectionClosed,
@@ -37,6 +46,7 @@ from ..errors import (
 )
 from ..ipc import messages as m
 from ..ipc.connection import Connection
+from ..tls import loopback, server_context
 from .providers import build_providers
 from .providers.base import Provider
 from .router import Router, parse_request
@@ -54,6 +64,7 @@ class AgentStatistics:
     generations: int
     cancelled: int
     protocol_errors: int
+    refused: int  # connections turned away: no or a wrong token, no TLS, a failed handshake
 
 
 class AgentServer:
@@ -70,6 +81,10 @@ class AgentServer:
         self.facts_version = 0
         self.cancelled = 0
         self.protocol_errors = 0
+        self.refused = 0
+        self.tls = (server_context(settings.ipc_tls_cert, settings.ipc_tls_key)
+                    if settings.ipc_tcp and settings.ipc_tls_cert and settings.ipc_tls_key else None)
+        self._token = settings.ipc_token.encode() if settings.ipc_token is not None else None
 
     def __repr__(self) -> str:
         return (
@@ -85,6 +100,7 @@ class AgentServer:
             generations=self.generations,
             cancelled=self.cancelled,
             protocol_errors=self.protocol_errors,
+            refused=self.refused,
         )
 
     def facts(self) -> dict[str, Any]:
@@ -98,8 +114,25 @@ class AgentServer:
             "usage_totals": self.router.usage_totals(),
         }
 
+    def token_ok(self, given: Any) -> bool:
+        """Whether ``given`` is the configured token (constant time); True without one."""
+        if self._token is None:
+            return True
+        return isinstance(given, str) and hmac.compare_digest(given.encode(), self._token)
+
+    def refuse(self, why: str) -> None:
+        self.refused += 1
+        log.warning("refused an agent connection: %s", why)
+
     async def handle(self, stream: trio.abc.Stream) -> None:
         """Serve one connection until it closes. Never raises (but Cancelled)."""
+        if self.tls is not None:
+            secured = await self._start_tls(stream)
+            if secured is None:
+                with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
+                    await trio.aclose_forcefully(stream)
+                return
+            stream = secured
         conn = Connection(stream, max_frame=self.settings.ipc_max_frame)
         self.connections += 1
         self.connections_total += 1
@@ -113,6 +146,42 @@ class AgentServer:
                 await conn.aclose()
 
 
+    async def _start_tls(self, stream: trio.abc.Stream) -> trio.SSLStream[Any] | None:
+        """The server side of TLS; None (the caller closes) for a client that does not
+        speak it (told so in plain framing first), a failed handshake, or silence."""
+        assert self.tls is not None
+        with trio.move_on_after(self.settings.ipc_connect_timeout_s):
+            sock = getattr(stream, "socket", None)
+            if sock is not None:
+                try:
+                    first = await sock.recv(1, _stdsocket.MSG_PEEK)
+                except OSError:
+                    return None
+                if first and first[0] != 0x16:  # not a TLS handshake record
+                    self.refuse("the client does not speak TLS")
+                    await _send_refusal(Connection(stream, max_frame=self.settings.ipc_max_frame), "tls_required",
+                                        "this agent speaks TLS on its TCP port: the client needs ATOMIC_IPC_TLS_CA "
+                                        "(the CA of the agent's certificate)")
+                    return None
+            tls = trio.SSLStream(stream, self.tls, server_side=True)
+            try:
+                await tls.do_handshake()
+            except trio.BrokenResourceError as exc:
+                self.refuse(f"TLS handshake failed: {exc.__cause__ or exc}")
+                return None
+            return tls
+        self.refuse("no TLS handshake in time")
+        return None
+
+
+async def _send_refusal(conn: Connection, code: str, message: str) -> None:
+    try:
+        await conn.send({"type": m.ERROR, "id": None,
+                         "error": {"code": code, "message": message, "retryable": False}})
+    except (ConnectionBroken, ConnectionClosed):
+        pass
+
+
 class _Session:
     """One client connection: the reader and its generation tasks."""
 
@@ -121,6 +190,7 @@ class _Session:
         self.conn = conn
         self.active: dict[int, trio.CancelScope] = {}
         self.facts_sent = -1  # the facts_version this client last got
+        self.authenticated = server.settings.ipc_token is None
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -137,6 +207,8 @@ class _Session:
                 msg = await conn.receive()
                 if msg is None:
                     return
+                if not self.authenticated and not await self._authenticate(msg):
+                    return
                 await self._dispatch(msg, nursery)
             except RemoteProtocolError as exc:
                 self.server.protocol_errors += 1
@@ -149,6 +221,23 @@ class _Session:
                 return
             except (ConnectionBroken, ConnectionClosed):
                 return
+
+    async def _authenticate(self, msg: dict[str, Any]) -> bool:
+        """The first frame of a client, when the agent asks for a token: a ``hello`` with
+        the right one, or an ``error`` back (and the caller closes)."""
+        if msg.get("type") == m.HELLO and self.server.token_ok(msg.get("token")):
+            self.authenticated = True
+            return True
+        if msg.get("type") != m.HELLO:
+            why = f"its first frame was {msg.get('type')!r}, not hello"
+        else:
+            why = "no token" if msg.get("token") is None else "a wrong token"
+        self.server.refuse(f"{why} (ATOMIC_IPC_TOKEN)")
+        with trio.move_on_after(self.server.settings.cleanup_timeout_s):
+            await _send_refusal(self.conn, m.UNAUTHORIZED_CODE,
+                                "this agent requires ATOMIC_IPC_TOKEN: the hello carried "
+                                + ("no token" if msg.get("token") is None else "a wrong one"))
+        return False
 
     async def _dispatch(self, msg: dict[str, Any], nursery: trio.Nursery) -> None:
         kind = msg.get("type")
@@ -163,7 +252,7 @@ class _Session:
                 return
             scope = trio.CancelScope()
             self.active[rid] = scope
-            nursery.start_soon(self._generate, rid, request, provider, scope, nursery)
+            nursery.start_soon(self._generate, rid, request, provider, scope, nursery, msg.get("trace"))
         elif kind == m.CANCEL:
             running = self.active.get(m.request_id(msg))
             if running is not None:  # else it has already ended: its terminal frame is sent
@@ -181,7 +270,8 @@ class _Session:
             raise RemoteProtocolError(f"unknown message type {kind!r}")
 
     async def _generate(
-        self, rid: int, request: Any, provider: str | None, scope: trio.CancelScope, nursery: trio.Nursery
+        self, rid: int, request: Any, provider: str | None, scope: trio.CancelScope, nursery: trio.Nursery,
+        trace: Any = None,
     ) -> None:
         server = self.server
         conn = self.conn
@@ -190,7 +280,7 @@ class _Session:
         reply: dict[str, Any] | None = None
         batcher = TokenBatcher(lambda text: conn.send(m.token(rid, text)), nursery, server.settings.token_batch_s)
         try:
-            with scope:
+            with scope, tracing.agent_span(trace, rid) as span:  # joins the job's trace (tracing on)
                 with trio.move_on_after(server.settings.generate_timeout_s) as deadline:
                     try:
                         result = await server.router.generate(request, provider=provider, on_text=batcher.add)
@@ -199,15 +289,20 @@ class _Session:
                         return  # the client is gone; the reader sees it too
                     except (AtomicError, LocalProtocolError) as exc:
                         reply = m.error(rid, exc)
+                        span.failed(exc.code)
                     except Exception as exc:
                         log.exception("generation %s failed", rid)
                         reply = m.error(rid, ProviderError(f"agent failure: {type(exc).__name__}: {exc}"))
+                        span.failed("provider_error")
                     else:
                         reply = {"type": m.DONE, "id": rid, **result.to_wire()}
+                        span.done(result.provider, result.model, result.usage.prompt_tokens,
+                                  result.usage.completion_tokens, result.finish_reason)
                 if deadline.cancelled_caught:
                     reply = m.error(
                         rid, ProviderTimeout(f"generation took longer than {server.settings.generate_timeout_s}s")
                     )
+                    span.failed("provider_timeout")
             if scope.cancelled_caught:
                 server.cancelled += 1
                 reply = {
@@ -309,10 +404,33 @@ def _remove_stale_socket(path: str) -> None:
         pass
 
 
+def listen_problems(settings: Settings) -> list[str]:
+    """Why the agent must not listen as configured: a TCP address other machines can
+    reach, without both the token and TLS."""
+    if not settings.ipc_tcp:
+        return []
+    host = settings.ipc_tcp.rpartition(":")[0]
+    if loopback(host):
+        return []
+    missing = [var for var, value in (("ATOMIC_IPC_TOKEN", settings.ipc_token),
+                                      ("ATOMIC_IPC_TLS_CERT", settings.ipc_tls_cert),
+                                      ("ATOMIC_IPC_TLS_KEY", settings.ipc_tls_key)) if value is None]
+    if not missing:
+        return []
+    return [f"ATOMIC_IPC_TCP={settings.ipc_tcp!r}: the agent listens on an address other machines can reach "
+            f"only with a token and TLS; set {', '.join(missing)} (or listen on 127.0.0.1)"]
+
+
 async def open_listeners(settings: Settings) -> list[trio.SocketListener]:
-    """Listeners on the Unix socket (mode 0600) or, with ``ipc_tcp``, on host:port."""
+    """Listeners on the Unix socket (mode 0600) or, with ``ipc_tcp``, on host:port.
+
+    ConfigError when :func:`listen_problems` has any."""
+    problems = listen_problems(settings)
+    if problems:
+        raise ConfigError("\n".join(problems))
     if settings.ipc_tcp:
         host, _, port = settings.ipc_tcp.rpartition(":")
+        host = host.strip("[]")
         try:
             return await trio.open_tcp_listeners(int(port), host=host)
         except OSError as exc:
@@ -438,6 +556,9 @@ def main(settings: Settings) -> int:
                 nursery.cancel_scope.cancel()
         return 0
 
+    problems = listen_problems(settings)
+    if problems:
+        raise ConfigError("\n".join(problems))  # exit 2, like every configuration error
     try:
         return trio.run(run)
     except AtomicError as exc:
@@ -446,4 +567,4 @@ def main(settings: Settings) -> int:
         return 1
 
 
-__all__ = ["AgentServer", "AgentStatistics", "main", "open_listeners", "serve_agent"]
+__all__ = ["AgentServer", "AgentStatistics", "listen_problems", "main", "open_listeners", "serve_agent"]

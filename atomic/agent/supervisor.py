@@ -26,7 +26,7 @@ from ..backoff import backoff
 from ..config import FIELDS, Settings, env_name
 from ..errors import AgentUnavailable, AtomicError
 from ..ipc import messages as m
-from ..ipc.connection import open_connection
+from ..ipc.connection import handshake, open_connection
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,7 @@ class AgentSupervisor:
             with trio.fail_after(self.settings.ipc_connect_timeout_s):
                 conn = await open_connection(self.settings)
                 try:
-                    await conn.send(m.hello())
-                    msg = await conn.receive()
+                    msg = await handshake(conn, self.settings.ipc_token)
                 finally:
                     with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
                         await conn.aclose()

@@ -5,6 +5,9 @@ connection to one request, which reads its own replies; the agent has one reader
 connection). Any task may send, and sends are serialised by a lock. Trio's errors are
 translated here, at the boundary that meets them: the peer broke it -> ConnectionBroken,
 we closed it -> ConnectionClosed, it could not be opened -> ConnectFailed.
+
+Over TCP the stream may be a :class:`trio.SSLStream` (``ATOMIC_IPC_TLS_*``): frames then go
+through it, never straight to the socket, and only closing reaches for the socket under it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import trio
 
 from .. import _fast
 from ..config import Settings
-from ..errors import ConnectFailed, ConnectionBroken, ConnectionClosed, RemoteProtocolError
+from ..errors import AgentRefused, ConnectFailed, ConnectionBroken, ConnectionClosed, RemoteProtocolError
+from ..tls import client_context
+from . import messages as m
 
 codec = _fast.load("codec")
 
@@ -39,6 +44,8 @@ class Connection:
         # fits the socket buffer skip the scheduler, and lets the pool watch idle sockets.
         self.socket: trio.socket.SocketType | None = getattr(stream, "socket", None)
         self._fd_writes = _FD_WRITES and self.socket is not None
+        # What close_nowait closes: the socket itself, or the one under a TLS stream.
+        self._raw_socket = self.socket or getattr(getattr(stream, "transport_stream", None), "socket", None)
         self.frames_sent = 0
         self.frames_received = 0
 
@@ -151,12 +158,13 @@ class Connection:
     def close_nowait(self) -> None:
         """Close a socket connection at once, without a checkpoint (idempotent).
 
-        A task blocked receiving or sending on it wakes with ConnectionClosed. For other
-        streams this only marks the connection closed; ``aclose`` closes them.
+        A task blocked receiving or sending on it wakes with ConnectionClosed (or, under
+        TLS, ConnectionBroken). For streams without a socket this only marks the connection
+        closed; ``aclose`` closes them.
         """
         self._closed = True
-        if self.socket is not None:
-            self.socket.close()
+        if self._raw_socket is not None:
+            self._raw_socket.close()
 
     async def aclose(self) -> None:
         """Close the stream (idempotent, quick: a socket close does not block)."""
@@ -164,18 +172,66 @@ class Connection:
         await self.stream.aclose()
 
 
-async def open_connection(settings: Settings) -> Connection:
-    """Connect to the agent: TCP when ``ipc_tcp`` is set, else the Unix socket.
+def ipc_uses_tls(settings: Settings) -> bool:
+    """Whether the server speaks TLS to a TCP agent: when a CA to check it against, or
+    the agent's own certificate (one environment file for both sides), is configured."""
+    return bool(settings.ipc_tcp) and (settings.ipc_tls_ca is not None or settings.ipc_tls_cert is not None)
 
-    ConnectFailed when nothing answers. The caller bounds the wait.
+
+async def open_connection(settings: Settings) -> Connection:
+    """Connect to the agent: TCP when ``ipc_tcp`` is set (TLS too when :func:`ipc_uses_tls`),
+    else the Unix socket.
+
+    ConnectFailed when nothing answers; AgentRefused when the TLS handshake fails. The
+    caller bounds the wait.
     """
+    where = settings.ipc_tcp or settings.ipc_socket
     try:
         if settings.ipc_tcp:
             host, _, port = settings.ipc_tcp.rpartition(":")
+            host = host.strip("[]")
             stream: trio.abc.Stream = await trio.open_tcp_stream(host, int(port))
         else:
             stream = await trio.open_unix_socket(settings.ipc_socket)
     except OSError as exc:
-        where = settings.ipc_tcp or settings.ipc_socket
         raise ConnectFailed(f"cannot connect to the agent at {where}: {exc.strerror or exc}") from None
+    if ipc_uses_tls(settings):
+        stream = await _start_tls(stream, settings, host, where)
     return Connection(stream, max_frame=settings.ipc_max_frame)
+
+
+async def _start_tls(tcp: trio.abc.Stream, settings: Settings, host: str, where: str) -> trio.SSLStream[Any]:
+    """The client's TLS handshake: the agent's certificate must chain to ``ipc_tls_ca``
+    (else the system's CAs) and name ``host``."""
+    tls = trio.SSLStream(tcp, client_context(settings.ipc_tls_ca), server_hostname=host)
+    try:
+        await tls.do_handshake()
+    except trio.BrokenResourceError as exc:
+        await trio.aclose_forcefully(tcp)
+        reason = str(exc.__cause__ or exc) or "the agent closed the connection"
+        if "CERTIFICATE_VERIFY_FAILED" in reason:
+            hint = "its certificate is not signed by ATOMIC_IPC_TLS_CA, or not issued for this host"
+        else:
+            hint = "does the agent serve TLS (ATOMIC_IPC_TLS_CERT and ATOMIC_IPC_TLS_KEY set for it)?"
+        raise AgentRefused(f"TLS with the agent at {where} failed: {reason} ({hint})") from None
+    except BaseException:
+        await trio.aclose_forcefully(tcp)
+        raise
+    return tls
+
+
+async def handshake(conn: Connection, token: str | None) -> dict[str, Any]:
+    """Send ``hello`` (with ``token``) and return the agent's. AgentRefused when the agent
+    answers with an error (a missing or wrong token, TLS expected), ConnectionBroken when
+    it just closes, RemoteProtocolError for anything else."""
+    await conn.send(m.hello(token))
+    msg = await conn.receive()
+    if msg is None:
+        raise ConnectionBroken("the agent closed the connection during the handshake")
+    if msg.get("type") == m.ERROR:
+        error = msg.get("error")
+        why = error.get("message") if isinstance(error, dict) else None
+        raise AgentRefused(f"the agent refused the connection: {why or 'no reason given'}")
+    if msg.get("type") != m.HELLO:
+        raise RemoteProtocolError(f"expected hello, got {msg.get('type')!r}")
+    return msg

@@ -1,7 +1,10 @@
 """The IPC messages: builders for each ``type``, and errors to and from the wire.
 
 Every message is a JSON object with a ``type``. Requests (``ping``, ``generate``,
-``cancel``) carry an integer ``id``; replies echo it. Client to agent: ``hello``, ``ping``,
+``cancel``) carry an integer ``id``; replies echo it. A ``hello`` carries ``token`` when the
+agent asks for one (``ATOMIC_IPC_TOKEN``); an agent that asks refuses any other first frame
+with an ``error`` of code ``unauthorized`` and closes. A ``generate`` may carry ``trace``
+(``{"traceparent": ...}``): the agent's span joins that trace. Client to agent: ``hello``, ``ping``,
 ``generate``, ``cancel``. Agent to client: ``hello``, ``pong``, ``token``, ``done``,
 ``error``. A ``generate`` ends with exactly one terminal frame, ``done`` or ``error``
 (after a ``cancel``: an ``error`` with code ``cancelled``, unless ``done`` was already sent).
@@ -27,18 +30,27 @@ ERROR = "error"
 TERMINAL = frozenset({DONE, ERROR})
 
 CANCELLED_CODE = "cancelled"
+UNAUTHORIZED_CODE = "unauthorized"
 
 
-def hello() -> dict[str, Any]:
-    return {"type": HELLO, "protocol": PROTOCOL_VERSION}
+def hello(token: str | None = None) -> dict[str, Any]:
+    """The client's first frame; ``token`` is ``ATOMIC_IPC_TOKEN`` when the agent asks for one."""
+    msg: dict[str, Any] = {"type": HELLO, "protocol": PROTOCOL_VERSION}
+    if token is not None:
+        msg["token"] = token
+    return msg
 
 
 def ping(id: int) -> dict[str, Any]:
     return {"type": PING, "id": id}
 
 
-def generate(id: int, request: dict[str, Any]) -> dict[str, Any]:
-    return {"type": GENERATE, "id": id, "request": request}
+def generate(id: int, request: dict[str, Any], trace: dict[str, str] | None = None) -> dict[str, Any]:
+    """``trace`` carries the W3C trace context (``traceparent``) of the span it belongs to."""
+    msg = {"type": GENERATE, "id": id, "request": request}
+    if trace:
+        msg["trace"] = trace
+    return msg
 
 
 def cancel(id: int) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from ..errors import (
     RemoteProtocolError,
 )
 from . import messages as m
-from .connection import Connection, open_connection
+from .connection import Connection, handshake, open_connection
 from .idle import IdleWatch, open_idle_watch
 
 log = logging.getLogger(__name__)
@@ -297,15 +297,10 @@ class AgentPool:
             self._add(conn)
 
     async def _connect(self) -> _AgentConnection:
-        """Open a connection and do the hello handshake."""
+        """Open a connection and do the hello handshake (with the token, when configured)."""
         conn = await open_connection(self.settings)
         try:
-            await conn.send(m.hello())
-            msg = await conn.receive()
-            if msg is None:
-                raise ConnectionBroken("the agent closed the connection during the handshake")
-            if msg.get("type") != m.HELLO:
-                raise RemoteProtocolError(f"expected hello, got {msg.get('type')!r}")
+            msg = await handshake(conn, self.settings.ipc_token)
         except BaseException:
             with trio.move_on_after(self.settings.cleanup_timeout_s, shield=True):
                 await conn.aclose()
@@ -444,7 +439,8 @@ class AgentPool:
             self._release(conn, reusable=ok)
 
     async def generate(
-        self, request: dict[str, Any], on_token: Callable[[str], None] | None = None
+        self, request: dict[str, Any], on_token: Callable[[str], None] | None = None, *,
+        trace: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Generate over a pooled connection; tokens go to ``on_token`` as they arrive.
 
@@ -453,7 +449,8 @@ class AgentPool:
         the agent's error rebuilt (ProviderError family), ConnectionBroken when the agent
         is lost mid-request, AgentUnavailable when it cannot be reached, PoolTimeout when
         no connection frees up in time. If the caller is cancelled, the agent is told to
-        stop, and the connection returns to the pool once the agent confirms.
+        stop, and the connection returns to the pool once the agent confirms. ``trace``
+        (``{"traceparent": ...}``) goes in the frame: the agent's span joins that trace.
         """
         conn = await self._acquire()
         rid = next(self._ids)
@@ -461,7 +458,7 @@ class AgentPool:
         terminal = False  # the agent is done with rid: the connection is clean
         try:
             try:
-                await conn.conn.send(m.generate(rid, request))
+                await conn.conn.send(m.generate(rid, request, trace))
             except LocalProtocolError:
                 terminal = True  # nothing was sent
                 raise

@@ -37,6 +37,7 @@ from ..contract import (
 )
 from ..contract.documents import JobError
 from ..contract.stream import JobEvent
+from ..tracing import JobTrace
 
 
 class State(enum.StrEnum):
@@ -164,6 +165,8 @@ class Job:
         "stages",
         "started_at",
         "state",
+        "trace",
+        "trace_id",
         "usage",
         "watchers",
     )
@@ -192,6 +195,8 @@ class Job:
         self.cancel_scope: trio.CancelScope | None = None
         self.cancel_requested = False
         self._stage_t0: float | None = None
+        self.trace: JobTrace | None = None  # when tracing is on (atomic.tracing)
+        self.trace_id: str | None = None
 
     def take_accepted(self) -> JobDocument:
         """The document as first stored, for the one answer that accepts the job; then
@@ -229,6 +234,8 @@ class Job:
             self.finished_at = stamp
             if state == State.COMPLETE:
                 self.progress = 1.0
+        if self.trace is not None:
+            self.trace.enter(state.value, self)  # the stage's span ends, the next one starts
         self.emit(StateEvent(state=state.value, progress=round(self.progress, 4)))
 
     def finish(self, state: State, error: JobError | None = None) -> None:
@@ -282,6 +289,7 @@ class Job:
             artifacts=list(self.artifacts),
             error=self.error,
             recovered=self.recovered,
+            trace_id=self.trace_id,
         )
 
     @classmethod
@@ -302,6 +310,7 @@ class Job:
         job.artifacts = list(doc.artifacts)
         job.error = doc.error
         job.recovered = doc.recovered
+        job.trace_id = doc.trace_id
         if job.state.terminal:
             job.finished.set()
         return job

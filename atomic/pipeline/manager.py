@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
-from .. import errors, logs
+from .. import errors, logs, tracing
 from ..contract import Attempt, ExecutionResult, JobDocument, JobSpec
 from ..contract.documents import JobError
 from ..errors import JobFailed
@@ -87,8 +87,10 @@ class JobManager:
             await self._idle.wait()
 
     # --- accepting ----------------------------------------------------------------------
-    async def submit(self, request: JobSpec, *, watcher: EventBuffer | None = None) -> Job:
-        """Accept a job: durable when this returns. ``watcher`` sees every event from the first."""
+    async def submit(self, request: JobSpec, *, watcher: EventBuffer | None = None,
+                     traceparent: str | bytes | None = None) -> Job:
+        """Accept a job: durable when this returns. ``watcher`` sees every event from the first.
+        ``traceparent``: the client's W3C trace context (tracing on), the job trace's parent."""
         if self.shutting_down:
             raise errors.ShuttingDown("the server is shutting down and takes no new jobs")
         job = Job(request)
@@ -102,6 +104,9 @@ class JobManager:
             raise
         self.active[job.id] = job
         job.queue_position = self.queue.position(job.id)
+        if tracing.enabled():
+            job.trace = tracing.start_job(job, traceparent)
+            job.trace_id = job.trace.trace_id if job.trace is not None else None
         # The 202 answer shows the job as accepted, even if a worker starts it once the
         # document is committed.
         job.accepted = job.document()
@@ -237,6 +242,9 @@ class JobManager:
             self._reset(job)
             job.recovered += 1
             job.add_attempt(Attempt(interrupted=True, stage=interrupted_in))
+            if tracing.enabled():  # the trace it had goes on
+                job.trace = tracing.start_job(job, trace_id=job.trace_id)
+                job.trace_id = job.trace.trace_id if job.trace is not None else job.trace_id
             self.queue.put_nowait(job.id, job.request.priority, force=True)
             self.active[job.id] = job
             await self.s.persist(job)
@@ -247,6 +255,9 @@ class JobManager:
 
     @staticmethod
     def _reset(job: Job) -> None:
+        if job.trace is not None:
+            job.trace.abandon("interrupted")
+            job.trace = None
         job.state = State.QUEUED
         job.progress = 0.0
         job.started_at = None
@@ -317,7 +328,8 @@ class JobManager:
     async def _run_job(self, job: Job) -> None:
         token = logs.job_id.set(job.id)  # every log line of this job carries its id
         try:
-            await self._run_job_logged(job)
+            with tracing.job_scope(job.trace):  # ... and its trace id; its spans hang from it
+                await self._run_job_logged(job)
         finally:
             logs.job_id.reset(token)
 

@@ -8,6 +8,11 @@ answers it (and, when nothing about the request is unusual, ``GET /api/status`` 
 ``POST /api/generate``) directly, keeping the contract's headers (:mod:`.http`) and the
 request metrics; everything else goes to the Quart app.
 
+The rate limit (:mod:`atomic.ratelimit`) is here too, in front of both: every request and
+WebSocket handshake takes a token, but for ``/health``, CORS preflights and the web page's
+files. Over HTTP/2 (TLS, by ALPN) everything here works as on HTTP/1.1: the h2 stack leaves
+out the connection-specific headers an early answer carries (``Connection: close``).
+
 Every request with a body also goes through :class:`BodyGuard`: an answer that comes
 before the body has been read (a 401, 404, 405, 413 ...) would leave the rest of the body
 on the connection, to be taken for the next request, and Hypercorn's attempt to close
@@ -26,11 +31,13 @@ from typing import Any
 
 import trio
 
-from .. import errors
+from .. import errors, tracing
 from ..contract import GenerateRequest, decode
-from .http import contract_headers, encode, error_parts
+from ..ratelimit import retry_after_header
+from .http import client_key, contract_headers, encode, error_body, error_parts
 from .routes import accept_generate
 from .state import Runtime
+from .web import is_public
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -48,7 +55,8 @@ class FastPaths:
         self.rt = rt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        kind = scope["type"]
+        if kind == "http":
             path, method = scope["path"], scope["method"]
             length = _body_length(scope)
             if length != 0:
@@ -58,6 +66,11 @@ class FastPaths:
             if path == "/health" and method in ("GET", "HEAD"):
                 await self._health(scope, send)
                 return
+            if self.rt.limiter is not None and method != "OPTIONS" and not is_public(path):
+                wait = await self._take_token(scope)
+                if wait:
+                    await self._limited(scope, send, wait)
+                    return
             # The two below only when nothing about the request is unusual: no API keys
             # to check, no query string; the rest (and every rule's edge) stays Quart's.
             if not self.rt.settings.api_keys and not scope["query_string"]:
@@ -67,7 +80,49 @@ class FastPaths:
                 if path == "/api/generate" and method == "POST" and self._plain_json(scope, length):
                     await self._generate(scope, receive, send)
                     return
+        elif kind == "websocket" and self.rt.limiter is not None:
+            wait = await self._take_token(scope)
+            if wait:
+                await self._limited_ws(scope, send, wait)
+                return
         await self.app(scope, receive, send)
+
+    async def _take_token(self, scope: Scope) -> float:
+        """The rate limit's decision for this request: 0.0 to go on, else the seconds until
+        its client's next token. Decided here when the limiter can (always, for the local
+        one), else asked of what it shares its buckets with."""
+        limiter = self.rt.limiter
+        assert limiter is not None
+        key = client_key(scope, self.rt.settings.api_keys)
+        wait = limiter.acquire_nowait(key)
+        if wait is None:
+            wait = await limiter.acquire(key)
+        return wait
+
+    def _limit_error(self, wait: float) -> tuple[bytes, dict[str, str]]:
+        after = retry_after_header(wait)
+        exc = errors.RateLimited(f"too many requests: at most {self.rt.settings.rate_limit}; "
+                                 f"retry after {after} s", retry_after=wait)
+        return error_body(exc), {"Retry-After": after}
+
+    async def _limited(self, scope: Scope, send: Send, wait: float) -> None:
+        """429 ``rate_limited``; a body the client sent is drained by the BodyGuard."""
+        t0 = time.perf_counter()
+        body, extra = self._limit_error(wait)
+        await self._answer(scope, send, 429, body, extra)
+        self.rt.metrics.request("rate_limited", scope["method"], 429, time.perf_counter() - t0)
+
+    async def _limited_ws(self, scope: Scope, send: Send, wait: float) -> None:
+        """A WebSocket handshake refused with the same 429 (ASGI's denial response), or,
+        where the server cannot send one, closed before it is accepted."""
+        body, extra = self._limit_error(wait)
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await send({"type": "websocket.http.response.start", "status": 429,
+                        "headers": self._headers(scope, body, extra)})
+            await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+        else:
+            await send({"type": "websocket.close", "code": 1008})
+        self.rt.metrics.request("rate_limited", "GET", 429, 0.0)
 
     def _plain_json(self, scope: Scope, length: int | None) -> bool:
         """A JSON body of a declared length within the limit."""
@@ -110,7 +165,7 @@ class FastPaths:
         rt = self.rt
         try:
             req = decode(b"".join(chunks), GenerateRequest)
-            status, doc, extra = await accept_generate(rt, req, False)
+            status, doc, extra = await accept_generate(rt, req, False, _traceparent(scope) if tracing.enabled() else None)
             out = encode(doc)
         except errors.AtomicError as exc:
             status, out, extra = error_parts(exc)
@@ -131,6 +186,13 @@ class FastPaths:
     def __getattr__(self, name: str) -> Any:
         # Tests and tools look at the Quart app's attributes (url_map ...) through us.
         return getattr(self.app, name)
+
+
+def _traceparent(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"traceparent":
+            return bytes(value)
+    return None
 
 
 def _body_length(scope: Scope) -> int | None:

@@ -15,6 +15,7 @@ from quart import Response, current_app, request
 
 from .. import errors, logs
 from ..contract import ErrorBody, ErrorInfo, decode
+from ..ratelimit import retry_after_header
 
 if TYPE_CHECKING:
     from .state import Runtime
@@ -50,6 +51,8 @@ def error_parts(exc: errors.AtomicError) -> tuple[int, bytes, dict[str, str]]:
     headers = {}
     if isinstance(exc, errors.QueueFull):
         headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.499)))
+    elif isinstance(exc, errors.RateLimited):
+        headers["Retry-After"] = retry_after_header(exc.retry_after)
     if isinstance(exc, errors.PayloadTooLarge):
         headers["Connection"] = "close"  # the unread body must not be taken for the next request
     if isinstance(exc, errors.Unauthorized):
@@ -104,6 +107,27 @@ def authorized(authorization: str | None, token: str | None, keys: Sequence[str]
     return token is not None and token in keys
 
 
+def client_key(scope: dict[str, Any], keys: Sequence[str]) -> str:
+    """Whose request this is, for the rate limit: its API key when it carries a configured
+    one (``Authorization: Bearer``, or a WebSocket's ``?token=``), else its address."""
+    if keys:
+        token = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                auth = value.decode("latin-1")
+                if auth[:7].lower() == "bearer ":
+                    token = auth[7:].strip()
+                break
+        if token is None and scope["type"] == "websocket" and b"token=" in scope["query_string"]:
+            from urllib.parse import parse_qs
+
+            token = (parse_qs(scope["query_string"].decode("latin-1")).get("token") or [None])[0]
+        if token is not None and token in keys:
+            return "key:" + token
+    client = scope.get("client")
+    return "addr:" + (str(client[0]) if client else "-")
+
+
 def is_json(content_type: str | None) -> bool:
     ctype = (content_type or "").split(";", 1)[0].strip().lower()
     return ctype == "application/json" or ctype.endswith("+json")
@@ -140,6 +164,7 @@ __all__ = [
     "EXPOSE",
     "authorized",
     "bool_arg",
+    "client_key",
     "contract_headers",
     "cors_headers",
     "encode",

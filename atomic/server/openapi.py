@@ -58,7 +58,8 @@ ERRORS = {
     415: "unsupported_media_type: the body must be application/json",
     422: "validation_error (the message names the field) or language_unavailable",
     426: "upgrade_required: this route is a WebSocket",
-    429: "queue_full: the queue is at capacity (see Retry-After)",
+    429: "rate_limited: past ATOMIC_RATE_LIMIT for this API key or address; or queue_full: the queue is at "
+         "capacity (see Retry-After)",
     503: "shutting_down, or the sandbox or agent is unavailable",
 }
 
@@ -78,10 +79,13 @@ def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | No
 
 def _errors(*codes: int) -> dict[str, Any]:
     out = {}
-    for code in codes:
+    if 401 in codes and 429 not in codes:
+        codes = (*codes, 429)  # every route a key guards is also rate limited (when a limit is set)
+    for code in sorted(codes):
         headers = {}
         if code == 429:
-            headers["Retry-After"] = {"description": "seconds until a slot is likely free",
+            headers["Retry-After"] = {"description": "seconds until a request fits (rate_limited), or until a "
+                                                     "queue slot is likely free (queue_full)",
                                       "schema": {"type": "integer", "minimum": 1}, "required": True}
         out[str(code)] = _json(_ref("ErrorBody"), ERRORS[code], headers)
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import trio
 from quart import Blueprint, Response, request
 
-from .. import __version__, errors
+from .. import __version__, errors, tracing
 from ..contract import (
     EXPORT_FORMATS,
     JOB_STATES,
@@ -71,15 +71,17 @@ async def openapi() -> Response:
 # --- jobs --------------------------------------------------------------------------------
 
 
-async def accept_generate(rt: Runtime, req: GenerateRequest, wait: bool) -> tuple[int, JobDocument, dict[str, str]]:
+async def accept_generate(rt: Runtime, req: GenerateRequest, wait: bool, traceparent: str | bytes | None = None,
+                          ) -> tuple[int, JobDocument, dict[str, str]]:
     """POST /api/generate once the body is decoded: (status, job document, headers).
 
-    Shared by this route and the ASGI fast path, so both answer alike.
+    Shared by this route and the ASGI fast path, so both answer alike. ``traceparent``:
+    the request's W3C header, read only when tracing is on.
     """
     rt.check_language(req.language)
     rt.sandbox.resolve_limits(run_limits(req.limits))  # 422 now, not a failed job later
     wait = wait or req.wait is True
-    job = await rt.manager.submit(req.spec())
+    job = await rt.manager.submit(req.spec(), traceparent=traceparent)
     headers = {"Location": f"/api/jobs/{job.id}"}
     if wait:
         await job.finished.wait()
@@ -90,7 +92,8 @@ async def accept_generate(rt: Runtime, req: GenerateRequest, wait: bool) -> tupl
 @routes.post("/api/generate")
 async def generate() -> Response:
     req = await read_body(GenerateRequest)
-    status, doc, headers = await accept_generate(runtime(), req, bool(bool_arg("wait")))
+    traceparent = request.headers.get("traceparent") if tracing.enabled() else None
+    status, doc, headers = await accept_generate(runtime(), req, bool(bool_arg("wait")), traceparent)
     return json_response(doc, status, headers)
 
 

@@ -21,10 +21,11 @@ import hypercorn.config
 import hypercorn.trio
 import trio
 
-from .. import __version__
+from .. import __version__, ratelimit, tracing
 from ..config import Settings
 from ..metrics import Metrics
 from ..notify import Notifier, watchdog_loop
+from ..tls import ALPN
 from .state import Runtime
 
 log = logging.getLogger("atomic.server")
@@ -67,6 +68,8 @@ async def serve(
     os.makedirs(settings.data_dir, exist_ok=True)
     rt = runtime or Runtime(settings=settings, metrics=Metrics())
     rt.metrics.set_live(rt.live)
+    if rt.limiter is None:
+        rt.limiter = ratelimit.from_settings(settings.rate_limit, settings.rate_burst)
 
     # Services live in a nursery that outside cancellation cannot reach: they stop only
     # after the work (HTTP, workers) has stopped, so a job interrupted by the shutdown
@@ -100,8 +103,9 @@ async def serve(
             rt.queue = JobQueue(settings.max_queue_size, settings.aging_s,
                                 drain_window_s=settings.queue_drain_window_s,
                                 retry_after_max_s=settings.queue_retry_after_max_s)
-            rt.manager = JobManager(
-                Services(settings, rt.agent, rt.sandbox, rt.store, rt.artifacts, rt.queue, rt.metrics)
+            rt.manager = JobManager(  # the agent and sandbox as jobs see them: traced when tracing is on
+                Services(settings, tracing.traced_agent(rt.agent), tracing.traced_sandbox(rt.sandbox), rt.store,
+                         rt.artifacts, rt.queue, rt.metrics)
             )
             await _serve_work(rt, notifier, task_status, freeze_gc)
         finally:
@@ -130,6 +134,12 @@ async def _serve_work(rt: Runtime, notifier: Notifier, task_status: trio.TaskSta
         hconf.errorlog = logging.getLogger("hypercorn.error")
         hconf.keep_alive_timeout = settings.http_keep_alive_s
         hconf.backlog = settings.http_backlog
+        if settings.tls_cert is not None and settings.tls_key is not None:
+            # HTTPS and WSS on every bind, HTTP/2 by ALPN: Hypercorn's own TLS (the files
+            # were checked when the settings were loaded: atomic.tls.problems).
+            hconf.certfile = settings.tls_cert
+            hconf.keyfile = settings.tls_key
+            hconf.alpn_protocols = list(ALPN)
 
         async def _shutdown_trigger() -> None:
             await rt.shutdown.wait()
@@ -185,6 +195,16 @@ def _apply(rt: Runtime, new: Settings, changes: dict[str, Any]) -> None:
         rt.manager.s.settings = new
     if hasattr(rt, "sandbox"):
         rt.sandbox.reconfigure(new)
+    if "rate_limit" in changes or "rate_burst" in changes:
+        if new.rate_limit is None:
+            rt.limiter = None
+        else:
+            rate = ratelimit.parse_rate(new.rate_limit)
+            burst = new.rate_burst if new.rate_burst is not None else ratelimit.default_burst(rate)
+            if rt.limiter is None:
+                rt.limiter = ratelimit.LocalLimiter(rate, burst)
+            else:
+                rt.limiter.reconfigure(rate, burst)
 
 
 async def _signals(rt: Runtime, everything: trio.CancelScope) -> None:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ..ipc.pool import AgentPool
     from ..pipeline.manager import JobManager
     from ..queue import JobQueue
+    from ..ratelimit import RateLimiter
     from ..sandbox import SandboxController
     from ..store import ArtifactStore, JobStore
 
@@ -47,6 +48,7 @@ class Runtime:
     sandbox: SandboxController = field(init=False)
     manager: JobManager = field(init=False)
     supervisor: AgentSupervisor | None = None  # when the agent is our child
+    limiter: RateLimiter | None = None  # ATOMIC_RATE_LIMIT; None: no limit
     app: QuartTrio | None = None
     started_at: float = field(default_factory=time.time)
     shutdown: trio.Event = field(default_factory=trio.Event)
@@ -140,6 +142,8 @@ class Runtime:
             out["sandbox"] = dataclasses.asdict(self.sandbox.statistics())
         if hasattr(self, "store"):
             out["store"] = dataclasses.asdict(self.store.statistics())
+        if self.limiter is not None:
+            out["rate_limit"] = dataclasses.asdict(self.limiter.statistics())
         return out
 
 

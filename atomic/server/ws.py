@@ -17,7 +17,7 @@ import msgspec
 import trio
 from quart import Blueprint, websocket
 
-from .. import errors
+from .. import errors, tracing
 from ..contract import (
     AcceptedEvent,
     CancelMessage,
@@ -102,7 +102,8 @@ async def _session(rt: Runtime) -> None:
             rt.check_language(req.language)
             rt.sandbox.resolve_limits(run_limits(req.limits))
             buf = EventBuffer()
-            job = await rt.manager.submit(req.spec(), watcher=buf)
+            traceparent = websocket.headers.get("traceparent") if tracing.enabled() else None
+            job = await rt.manager.submit(req.spec(), watcher=buf, traceparent=traceparent)
     except trio.TooSlowError:
         await fail(errors.ValidationError("message", f"no start message within {rt.settings.ws_first_message_s:g} s"))
         return

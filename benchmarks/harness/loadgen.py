@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -44,6 +45,75 @@ end
 
 def wrk_path() -> str | None:
     return shutil.which("wrk")
+
+
+def h2load_path() -> str | None:
+    return shutil.which("h2load")
+
+
+def h2load(url: str, *, connections: int, duration: float, h1: bool, body: bytes = b"",
+           cpus: set[int] | None = None) -> dict[str, Any]:
+    """Closed loop with nghttp2's ``h2load`` (one request in flight per connection): plain
+    HTTP/1.1 (``h1`` and an http URL), HTTPS/1.1 (``h1``, https) or HTTP/2 over TLS (ALPN).
+    A body makes it a POST of that JSON. The same tool for all three keeps them comparable.
+    Latency: h2load reports mean and max, not percentiles."""
+    exe = h2load_path()
+    if exe is None:
+        raise RuntimeError("h2load is not installed (apt-get install -y nghttp2-client; tools/setup.sh does)")
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [exe, "-c", str(connections), "-m", "1", "-t", "1", "-D", str(max(1, round(duration)))]
+        if h1:
+            argv.append("--h1")
+        if body:
+            bf = Path(tmp) / "body.json"
+            bf.write_bytes(body)
+            argv += ["-d", str(bf), "-H", "content-type: application/json"]
+        argv.append(url)
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True,
+                             preexec_fn=_pinned(cpus)).stdout
+    return parse_h2load(out)
+
+
+def parse_h2load(out: str) -> dict[str, Any]:
+    import re
+
+    def units(text: str) -> float:  # h2load's durations: 318us, 15.50ms, 1.2s
+        m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+        if m is None:
+            return math.nan
+        return float(m[1]) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m[2]]
+
+    finished = re.search(r"finished in ([\d.]+)s, ([\d.]+) req/s", out)
+    requests = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                         r"(\d+) errored", out)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    timing = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    protocol = re.search(r"Application protocol: (\S+)", out)
+    if not (finished and requests and codes):
+        raise RuntimeError(f"cannot read h2load's output:\n{out[-2000:]}")
+    secs = float(finished[1])
+    done, ok = int(requests[2]), int(codes[1])
+    # h2load's HTTP/1 parser does not take a status line without a reason phrase, which is
+    # what Hypercorn (h11) sends ("HTTP/1.1 200 "): it counts those answers done but
+    # failed, with no status. Then the answers done are the figure, and the caller checks
+    # the status once with a client of its own (edges._check).
+    unread = done > 0 and not any(int(c) for c in codes.groups())
+    if unread:
+        ok = done - int(requests[5])
+    return {
+        "tool": "h2load",
+        "protocol": protocol[1] if protocol else None,
+        "requests": done,
+        "status_unread": unread,
+        "ok": ok,
+        "errors": int(requests[5]) if unread else int(requests[4]) + int(requests[5]),
+        "status": {"2xx": ok, "3xx": int(codes[2]), "4xx": int(codes[3]), "5xx": int(codes[4])},
+        "duration_s": secs,
+        "rps": float(finished[2]),
+        "ok_rps": ok / secs if secs else 0.0,
+        "latency_ms": {"mean": units(timing[3]) if timing else math.nan,
+                       "max": units(timing[2]) if timing else math.nan},
+    }
 
 
 def _lua_string(s: str) -> str:

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -38,17 +39,19 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def _get(url: str, timeout: float = 2.0) -> tuple[int, Any]:
+def _get(url: str, timeout: float = 2.0, ca: str | None = None) -> tuple[int, Any]:
+    context = ssl.create_default_context(cafile=ca) if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, None
 
 
 def _clean_env() -> dict[str, str]:
-    """The environment without the caller's ATOMIC_* settings: each run states its own."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("ATOMIC_")}
+    """The environment without the caller's ATOMIC_* settings (each run states its own) and
+    without OTEL_* (tracing only where a figure turns it on)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("ATOMIC_", "OTEL_"))}
 
 
 def split_cpus() -> tuple[set[int], set[int]] | None:
@@ -102,8 +105,11 @@ class _Proc:
             self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
 
+    scheme = "http"
+    ca: str | None = None  # the CA of an https server's certificate
+
     def url(self, path: str = "") -> str:
-        return f"http://{HOST}:{self.port}{path}"
+        return f"{self.scheme}://{HOST}:{self.port}{path}"
 
     def _wait_http(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -113,7 +119,7 @@ class _Proc:
                 raise RuntimeError(f"{self.name} exited ({self.proc.returncode}); see {self.log_path}:\n"
                                    + self.log_tail())
             try:
-                if _get(self.url("/health"), 1.0)[0] == 200:
+                if _get(self.url("/health"), 1.0, self.ca)[0] == 200:
                     return
             except OSError:
                 pass
@@ -160,9 +166,13 @@ class _Proc:
 class AtomicServer(_Proc):
     name = "atomic"
 
-    def __init__(self, workdir: Path, **settings: Any) -> None:
+    def __init__(self, workdir: Path, *, env: dict[str, str] | None = None, ca: str | None = None,
+                 **settings: Any) -> None:
         super().__init__(workdir)
         self.settings = settings
+        self.extra_env = env or {}  # e.g. OTEL_* variables
+        if settings.get("tls_cert"):
+            self.scheme, self.ca = "https", ca
 
     def start(self, *, sandbox: bool = False, warm: int = 0, timeout: float = 120.0) -> AtomicServer:
         env = _clean_env()
@@ -178,6 +188,7 @@ class AtomicServer(_Proc):
         })
         for key, value in self.settings.items():
             env[f"ATOMIC_{key.upper()}"] = str(value)
+        env.update(self.extra_env)
         self._spawn([sys.executable, "-m", "atomic", "serve"], env)
         t0 = time.monotonic()
         self._wait_http(timeout)
@@ -186,7 +197,7 @@ class AtomicServer(_Proc):
         return self
 
     def status(self) -> dict[str, Any]:
-        return _get(self.url("/api/status"))[1] or {}
+        return _get(self.url("/api/status"), ca=self.ca)[1] or {}
 
     def wait_status(self, *, sandbox: bool, warm: int, timeout: float) -> dict[str, Any]:
         """Until the agent answers (and the sandbox is available with ``warm`` containers)."""
