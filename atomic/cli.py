@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", default="zip", help="comma-separated: zip,tar,git")
     p.add_argument("--out", default=".", help="folder for the downloaded artifact")
     p.add_argument("--quiet", action="store_true", help="no token stream, just the result")
+    p.add_argument("--tests", metavar="FILE",
+                   help="JSON list of test cases ({name?, stdin?, args?, expected_stdout?, expected_exit_code?})")
+    p.add_argument("--test-code", metavar="FILE", help="a test program in the job's language, run after it")
+    p.add_argument("--samples", type=int, help="candidates generated and judged (1..8); the best is kept")
+    p.add_argument("--repairs", type=int, help="repair rounds per candidate (capped by the server)")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--seed", type=int, help="sampling seed; sample i uses seed + i")
+    p.add_argument("--judge-all", action="store_true", help="judge every candidate to the end")
 
     p = sub.add_parser("eval", help="score a model on a task file (pass@k) through a running server")
     from .eval.command import add_arguments as add_eval_arguments

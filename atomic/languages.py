@@ -35,6 +35,10 @@ class Language:
     env: Mapping[str, str] = field(default_factory=dict)
     version_command: str = ""  # shell: prints the version inside the image (recorded at build)
     code_hint: str = ""  # a regex that says an unfenced answer is code in this language
+    # A job's test program (``test_code``): the file it is saved as beside the program, run
+    # the language's way after the program (compiled with it, for Java). None: not offered.
+    test_entrypoint: str | None = None
+    test_hint: str = ""  # what the model is told about the test program
 
     def default_entry(self, paths: Iterable[str]) -> str:
         """The entry point among ``paths``: the language's own name when there, else its
@@ -95,6 +99,9 @@ LANGUAGES: Mapping[str, Language] = MappingProxyType({
             run=("python3", "{entry}"),
             version_command="python3 -c 'import platform; print(platform.python_version())'",
             code_hint=r"^\s*(def |import |from |print\(|for |while |class |if __name__)",
+            test_entrypoint="test_main.py",
+            test_hint=("A test program, test_main.py, will `import main` and call its functions, so keep the "
+                       "program's own work under `if __name__ == \"__main__\":`."),
         ),
         Language(
             name="shell", display="POSIX shell", version="0.5.12", compiled=False,
@@ -103,6 +110,8 @@ LANGUAGES: Mapping[str, Language] = MappingProxyType({
             run=("sh", "{entry}"),
             version_command="dpkg-query -W -f='${Version}' dash | cut -d- -f1",
             code_hint=r"^\s*(echo |printf |for |while |if |#!)",
+            test_entrypoint="test_main.sh",
+            test_hint="A test program, test_main.sh, runs after the program in the same directory.",
         ),
         Language(
             name="c", display="C (GCC)", version="12.2.0", compiled=True,
@@ -129,6 +138,10 @@ LANGUAGES: Mapping[str, Language] = MappingProxyType({
             run=("node", "{entry}"),
             version_command="node --version | tr -d v",
             code_hint=r"^\s*(console\.log|function |const |let |var |require\()",
+            test_entrypoint="test_main.js",
+            test_hint=("A test program, test_main.js, will `require('./main.js')` and call what it exports, so "
+                       "export the functions with `module.exports` and keep the program's own work under "
+                       "`if (require.main === module)`."),
         ),
         Language(
             name="go", display="Go", version="1.19", compiled=True,
@@ -159,6 +172,9 @@ LANGUAGES: Mapping[str, Language] = MappingProxyType({
             run=("java", *_JVM, "-cp", ".", "{main}"),
             version_command="javac -J-XX:-UsePerfData -version 2>&1 | cut -d' ' -f2",
             code_hint=r"^\s*(public class|class \w+|import java)",
+            test_entrypoint="TestMain.java",
+            test_hint=("A test class, TestMain (TestMain.java), is compiled with the program and calls the "
+                       "static methods of class Main."),
         ),
     )
 })

@@ -19,7 +19,8 @@ import msgspec
 from ..errors import InvalidJSON, LanguageUnavailable, ValidationError
 from ..languages import LANGUAGES
 from . import types
-from .requests import ExecuteRequest, LimitsIn, PreparedRun, TestCaseIn
+from ..testcode import check_test_code
+from .requests import ExecuteRequest, JobSpec, LimitsIn, PreparedRun, TestCaseIn
 
 T = TypeVar("T")
 
@@ -120,6 +121,22 @@ def check_tests(tests: list[TestCaseIn] | None, output_limit: int | None, where:
                                   f"longer than the output cap ({output_limit} bytes): no output could match it")
 
 
+def check_job(spec: JobSpec, output_limit: int | None) -> None:
+    """A generate body's rules beyond its schema (422 naming the field): the test cases'
+    ``expected_stdout`` within the output cap, a test program the job's language runs and
+    in that language (:mod:`atomic.testcode`), and tests only on a job that executes (and
+    does not ``collect``: a judged run keeps no workspace)."""
+    check_tests(spec.tests, output_limit)
+    if spec.test_code is not None:
+        check_test_code(spec.test_code, spec.language)
+    tested = spec.tests is not None or spec.test_code is not None
+    if not spec.execute and tested:
+        raise ValidationError("execute", "tests and test_code judge the program in the sandbox: they need execute: true")
+    if spec.collect and tested:
+        raise ValidationError("collect", "the files a program writes are kept for a plain run only, not with tests "
+                                         "or test_code")
+
+
 def run_limits(limits: LimitsIn) -> dict[str, float | int] | None:
     """The run limits that were given, as ``resolve_limits`` takes them (None: defaults)."""
     out = {name: getattr(limits, name) for name in RUN_LIMITS if getattr(limits, name) is not None}
@@ -170,4 +187,4 @@ def prepare_run(
     )
 
 
-__all__ = ["RUN_LIMITS", "check_language", "check_tests", "decode", "decode_json", "field_error", "prepare_run", "run_limits"]
+__all__ = ["RUN_LIMITS", "check_job", "check_language", "check_tests", "decode", "decode_json", "field_error", "prepare_run", "run_limits"]

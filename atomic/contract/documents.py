@@ -129,14 +129,23 @@ class Attempt(Struct, gc=False):
     execution: ExecutionResult | UnsetType | None = UNSET
     interrupted: bool | UnsetType = UNSET
     stage: str | UnsetType = UNSET
+    candidate: Annotated[Count, Meta(description="the candidate of the round (jobs with samples > 1)")] | UnsetType = (
+        UNSET)
 
 
 class Candidate(Struct, gc=False):
+    """One sample of a job: how its last judged round went. ``verdict`` is null while it was
+    never judged (it failed before its program ran, or the job does not execute);
+    ``passed``/``total`` count its test cases (a test program is one more case; without
+    tests, the run itself is the one case)."""
+
     index: Count
     verdict: Verdict | None
     passed: Count
     total: Count
-    attempts: Count
+    attempts: Annotated[Count, Meta(description="its generate/judge rounds (1 + repairs)")]
+    seed: Annotated[int, Meta(description="its sampling seed: the job's seed + index")] | None = None
+    error: Annotated[JobError, Meta(description="why it ended without a judged program")] | UnsetType = UNSET
 
 
 class JobDocument(Struct, gc=False):

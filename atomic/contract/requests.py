@@ -66,6 +66,8 @@ NO_LIMITS = LimitsIn()  # shared: a job that sets no limits stores none of its o
 #: output cap (checked after decoding: no output could match it).
 MAX_TESTS = 64
 TestCases = Annotated[list[TestCaseIn], Meta(min_length=1, max_length=MAX_TESTS)]
+#: Characters a job's test program may have.
+MAX_TEST_CODE = 100_000
 
 
 class JobSpec(Whole, forbid_unknown_fields=True, gc=False):
@@ -81,7 +83,9 @@ class JobSpec(Whole, forbid_unknown_fields=True, gc=False):
     export: tuple[ExportFormat, ...] = ("zip",)
     collect: Annotated[bool, Meta(description="keep the files the program writes (`outputs`)")] = False
     tests: TestCases | None = None
-    test_code: str | None = None
+    test_code: Annotated[str, Meta(max_length=MAX_TEST_CODE, description=(
+        "a test program in the job's language, saved beside the program and run after it; passes when it exits "
+        "0 (python: test_main.py, javascript: test_main.js, shell: test_main.sh, java: TestMain.java)"))] | None = None
     samples: Samples = 1
     repairs: Annotated[NonNegInt, Meta(description="repair rounds; default and cap: the server's")] | None = None
     temperature: Annotated[float, Meta(ge=0)] | None = None
@@ -144,6 +148,7 @@ class PreparedRun(Struct, gc=False):
 
 __all__ = [
     "MAX_TESTS",
+    "MAX_TEST_CODE",
     "BatchRequest",
     "ExecuteRequest",
     "FileIn",

@@ -101,6 +101,7 @@ class SandboxController:
         self._first_probe = trio.Event()  # set once Docker has been asked at least once
         self._last_start = -math.inf  # when the latest run started (trio clock)
         self._languages: list[LanguageInfo] = self._records({})
+        self._image_ids: dict[str, str] = {}  # image name -> its Docker id, as of the last probe
         self._last_probe = -math.inf
         self._pool = WarmPool(settings.warm_pool_size, default_limits(settings))
         self._runners: RunnerPool[Session] = RunnerPool(settings.runner_idle_s, settings.batch_lanes)
@@ -143,6 +144,11 @@ class SandboxController:
         """The contract's language records (``GET /api/languages``), as of the last
         probe: no I/O."""
         return list(self._languages)
+
+    def image_id(self, language: str) -> str | None:
+        """The Docker id of ``language``'s image (``sha256:...``) as of the last probe; None
+        when it is not built or not known yet. No I/O."""
+        return self._image_ids.get(self.image_for(language))
 
     def image_for(self, language: str) -> str:
         return langs.image_name(self._settings.sandbox_image, langs.LANGUAGES[language])
@@ -232,11 +238,14 @@ class SandboxController:
             try:
                 info = api.inspect_image(image)
             except docker.errors.ImageNotFound:
+                self._image_ids.pop(image, None)
                 if image == base:
                     raise
                 labels[image] = None
                 continue
             labels[image] = dict((info.get("Config") or {}).get("Labels") or {})
+            if info.get("Id"):
+                self._image_ids[image] = str(info["Id"])
         return labels
 
     async def _probe(self) -> bool:

@@ -23,7 +23,6 @@ from ..contract import (
     LanguageList,
     PreparedRun,
     prepare_run,
-    run_limits,
 )
 from ..contract.documents import BatchError, ErrorInfo
 from ..sandbox.run import RunSpec, case_of
@@ -78,8 +77,7 @@ async def accept_generate(rt: Runtime, req: GenerateRequest, wait: bool, tracepa
     Shared by this route and the ASGI fast path, so both answer alike. ``traceparent``:
     the request's W3C header, read only when tracing is on.
     """
-    rt.check_language(req.language)
-    rt.sandbox.resolve_limits(run_limits(req.limits))  # 422 now, not a failed job later
+    rt.check_job(req)  # 422 now, not a failed job later
     wait = wait or req.wait is True
     job = await rt.manager.submit(req.spec(), traceparent=traceparent)
     headers = {"Location": f"/api/jobs/{job.id}"}

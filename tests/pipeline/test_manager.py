@@ -92,6 +92,12 @@ class SlowSandbox:
     def languages(self) -> list[str]:
         return []
 
+    def image_for(self, language: str) -> str:
+        return "stand-in"
+
+    def image_id(self, language: str) -> str | None:
+        return None
+
     def resolve_limits(self, user: dict[str, Any] | None) -> Limits:
         return resolve_limits(self.settings, user)
 
