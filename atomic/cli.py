@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", default="zip", help="comma-separated: zip,tar,git")
     p.add_argument("--out", default=".", help="folder for the downloaded artifact")
     p.add_argument("--quiet", action="store_true", help="no token stream, just the result")
+    p.add_argument("--tests", metavar="FILE",
+                   help="JSON list of test cases ({name?, stdin?, args?, expected_stdout?, expected_exit_code?})")
+    p.add_argument("--test-code", metavar="FILE", help="a test program in the job's language, run after it")
+    p.add_argument("--samples", type=int, help="candidates generated and judged (1..8); the best is kept")
+    p.add_argument("--repairs", type=int, help="repair rounds per candidate (capped by the server)")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--seed", type=int, help="sampling seed; sample i uses seed + i")
+    p.add_argument("--judge-all", action="store_true", help="judge every candidate to the end")
 
     p = sub.add_parser("eval", help="score a model on a task file (pass@k) through a running server")
     from .eval.command import add_arguments as add_eval_arguments
@@ -98,8 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sandbox", help="sandbox image and container tools")
     ssub = p.add_subparsers(dest="sandbox_command", required=True)
-    b = ssub.add_parser("build-image", help="build the sandbox image")
-    b.add_argument("--method", choices=("debootstrap", "dockerfile"), default="debootstrap")
+    b = ssub.add_parser("build-image", help="build sandbox images (offline: Debian's packages only)",
+                        description="Build the base image (python, shell) or the named languages' images, "
+                                    "and print each image's build time and size.")
+    b.add_argument("--language", action="append", default=[], metavar="NAME",
+                   help="a language to build (repeatable); default: the base image (python, shell)")
+    b.add_argument("--all", action="store_true", help="every language")
+    b.add_argument("--package", action="append", default=[], metavar="[LANG=]DEB",
+                   help="an extra Debian package (repeatable), for LANG or for every --language named")
+    b.add_argument("--rebuild", action="store_true", help="build even when the image is there")
+    b.add_argument("--method", choices=("debootstrap", "dockerfile"), default="debootstrap",
+                   help="how the base image is made (dockerfile needs a registry)")
     b.add_argument("--config")
     r = ssub.add_parser("reap", help="remove leftover Atomic containers")
     r.add_argument("--config")
@@ -179,10 +196,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         settings = _settings(args)
         logs.setup(settings.log_level, "text")
         if args.sandbox_command == "build-image":
-            from .sandbox.image import build_image
-
-            print(build_image(settings, method=args.method))
-            return 0
+            return _build_images(settings, args)
         from .sandbox.reaper import reap
 
         n = reap(settings)
@@ -208,3 +222,26 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"{key} = {value!r}")
         return 0
     raise AssertionError(cmd)
+
+
+def _build_images(settings: config.Settings, args: argparse.Namespace) -> int:
+    from .languages import BASE_LANGUAGES, LANGUAGES
+    from .sandbox.image import ImageBuilder
+
+    names = list(LANGUAGES) if args.all else (args.language or list(BASE_LANGUAGES))
+    extra: dict[str, list[str]] = {}
+    for spec in args.package:
+        lang, sep, deb = spec.rpartition("=")
+        for name in [lang] if sep else names:
+            extra.setdefault(name, []).append(deb)
+    unknown = sorted(set(extra) - set(names))
+    if unknown:
+        print(f"atomic: --package names {unknown[0]!r}, which is not among the languages built", file=sys.stderr)
+        return 2
+    try:
+        for report in ImageBuilder(settings, method=args.method, rebuild=args.rebuild).build(names, extra):
+            print(report.line(), flush=True)
+    except errors.AtomicError as exc:
+        print(f"atomic: {exc}", file=sys.stderr)
+        return 1
+    return 0

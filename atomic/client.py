@@ -87,6 +87,22 @@ def generate(args: argparse.Namespace) -> int:
         body["provider"] = args.provider
     if args.model:
         body["model"] = args.model
+    # Tested generation (read with getattr: a caller's Namespace may predate these flags).
+    try:
+        if getattr(args, "tests", None):
+            with open(args.tests, encoding="utf-8") as fh:
+                body["tests"] = json.load(fh)
+        if getattr(args, "test_code", None):
+            with open(args.test_code, encoding="utf-8") as fh:
+                body["test_code"] = fh.read()
+    except (OSError, ValueError) as exc:
+        print(f"atomic generate: {exc}", file=sys.stderr)
+        return 2
+    for name in ("samples", "repairs", "temperature", "seed"):
+        if getattr(args, name, None) is not None:
+            body[name] = getattr(args, name)
+    if getattr(args, "judge_all", False):
+        body["judge_all"] = True
     return submit(args, body)
 
 
@@ -150,6 +166,11 @@ async def _generate(args: argparse.Namespace, conn: Connection, body: dict[str, 
             if kind == "accepted":
                 print(f"{BOLD}job {msg['job']['id']}{RESET} accepted "
                       f"(queue position {msg['job'].get('queue_position')})", file=out)
+            elif kind == "state" and "candidate" in msg:  # one candidate's own stage
+                if streaming:
+                    print(file=out)
+                    streaming = False
+                print(f"{DIM}  candidate {msg['candidate']}: {msg['state']}{RESET}", file=out)
             elif kind == "state":
                 if streaming:
                     print(file=out)
@@ -160,15 +181,19 @@ async def _generate(args: argparse.Namespace, conn: Connection, body: dict[str, 
                 last_stage, stage_t0 = msg["state"], now
                 print(f"{BOLD}[{msg['progress'] * 100:5.1f}%] {msg['state']}{RESET}", file=out, flush=True)
             elif kind == "token":
-                if not args.quiet:
+                if not args.quiet and msg.get("candidate", 0) == 0:  # several samples: the first one's
                     out.write(msg["text"])
                     out.flush()
                     streaming = True
             elif kind == "file":
-                print(f"  file {msg['path']} ({msg['size']} bytes)", file=out)
+                if streaming:
+                    print(file=out)
+                    streaming = False
+                print(f"  file {msg['path']} ({msg['size']} bytes){_source(msg)}", file=out)
             elif kind == "output":
                 if not args.quiet:
-                    prefix = "  | " if msg["stream"] == "stdout" else "  ! "
+                    label = _source(msg).strip()
+                    prefix = ("  | " if msg["stream"] == "stdout" else "  ! ") + (label + " " if label else "")
                     for line in msg["data"].splitlines():
                         print(prefix + line, file=out)
             elif kind == "done":
@@ -182,9 +207,29 @@ async def _generate(args: argparse.Namespace, conn: Connection, body: dict[str, 
     return await _report(args, conn, job, time.monotonic() - t0)
 
 
+def _source(msg: dict[str, Any]) -> str:
+    """`` [candidate 1, case abc]`` for an event that names them, else ""."""
+    parts = []
+    if "candidate" in msg:
+        parts.append(f"candidate {msg['candidate']}")
+    if "case" in msg:
+        parts.append(f"case {msg['case']}")
+    return f" [{', '.join(parts)}]" if parts else ""
+
+
 async def _report(args: argparse.Namespace, conn: Connection, job: dict[str, Any], elapsed: float) -> int:
     out = sys.stdout
     print(f"\n{BOLD}{job['state']}{RESET} in {elapsed:.2f} s", file=out)
+    if job.get("total") is not None:
+        print(f"  {job.get('verdict')}: {job.get('passed')}/{job['total']} tests passed", file=out)
+        for t in job.get("tests") or []:
+            print(f"    {t['verdict']:13} {t.get('name') or ''}", file=out)
+    cands = job.get("candidates") or []
+    if len(cands) > 1:
+        for c in cands:
+            kept = "  (kept)" if c["index"] == job.get("chosen") else ""
+            print(f"  candidate {c['index']}: {c['verdict']} {c['passed']}/{c['total']} in {c['attempts']} "
+                  f"attempt(s), seed {c.get('seed')}{kept}", file=out)
     for f in job.get("files") or []:
         print(f"  {f['path']}  {f['size']} bytes  sha256 {f['sha256'][:16]}…", file=out)
     ex = job.get("execution")

@@ -35,6 +35,11 @@ def _default_socket() -> str:
     return f"/tmp/atomic-agent-{os.getuid()}.sock"
 
 
+def _default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "atomic" / "images")
+
+
 def _meta(doc: str, kind: str, env: bool = True) -> dict[str, Any]:
     return {"doc": doc, "kind": kind, "env": env}
 
@@ -207,7 +212,14 @@ class Settings:
     )
 
     # --- sandbox
-    sandbox_image: str = field(default="atomic-sandbox:latest", metadata=_meta("sandbox image", "str"))
+    sandbox_image: str = field(
+        default="atomic-sandbox:latest",
+        metadata=_meta("base sandbox image (python, shell); another language's name adds -LANGUAGE", "str"),
+    )
+    image_cache_dir: str = field(
+        default_factory=_default_cache_dir,
+        metadata=_meta("downloaded .debs and apt lists kept between image builds", "str"),
+    )
     docker_host: str | None = field(
         default=None, metadata=_meta("Docker engine URL (default: DOCKER_HOST or the local socket)", "str?")
     )
@@ -222,6 +234,24 @@ class Settings:
     disk_mb: int = field(default=64, metadata=_meta("workspace size per run (MiB)", "int>0"))
     output_limit_bytes: int = field(
         default=1 << 20, metadata=_meta("stdout/stderr kept per stream (bytes)", "int>0")
+    )
+    compile_timeout_s: float = field(
+        default=30.0, metadata=_meta("default wall-clock limit of a compile step", "float>0")
+    )
+    max_compile_timeout_s: float = field(
+        default=120.0, metadata=_meta("maximum wall-clock limit of a compile step", "float>0")
+    )
+    compile_memory_mb: int = field(default=512, metadata=_meta("default memory of a compile step (MiB)", "int>0"))
+    max_compile_memory_mb: int = field(
+        default=2048, metadata=_meta("maximum memory of a compile step (MiB)", "int>0")
+    )
+    runner_idle_s: float = field(
+        default=10.0,
+        metadata=_meta("seconds an idle runner sandbox is kept for the next compiled, judged or batch run "
+                       "(0: none kept)", "float>=0"),
+    )
+    batch_lanes: int = field(
+        default=4, metadata=_meta("batch runs executing at once, over all batches (each lane a sandbox)", "int>0")
     )
     warm_pool_size: int = field(default=2, metadata=_meta("pre-started sandboxes (0 disables)", "int>=0"))
     reap_interval_s: float = field(default=60.0, metadata=_meta("seconds between orphan sweeps", "float>0"))
@@ -492,6 +522,12 @@ def _cross_checks(s: Settings) -> list[str]:
         out.append(f"ATOMIC_TIMEOUT_S={s.timeout_s}: expected at most ATOMIC_MAX_TIMEOUT_S ({s.max_timeout_s})")
     if s.cpus > s.max_cpus:
         out.append(f"ATOMIC_CPUS={s.cpus}: expected at most ATOMIC_MAX_CPUS ({s.max_cpus})")
+    if s.compile_timeout_s > s.max_compile_timeout_s:
+        out.append(f"ATOMIC_COMPILE_TIMEOUT_S={s.compile_timeout_s}: expected at most "
+                   f"ATOMIC_MAX_COMPILE_TIMEOUT_S ({s.max_compile_timeout_s})")
+    if s.compile_memory_mb > s.max_compile_memory_mb:
+        out.append(f"ATOMIC_COMPILE_MEMORY_MB={s.compile_memory_mb}: expected at most "
+                   f"ATOMIC_MAX_COMPILE_MEMORY_MB ({s.max_compile_memory_mb})")
     if s.pids > s.max_pids:
         out.append(f"ATOMIC_PIDS={s.pids}: expected at most ATOMIC_MAX_PIDS ({s.max_pids})")
     if s.ipc_tcp is not None:

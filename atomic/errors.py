@@ -228,11 +228,19 @@ class ValidationError(AtomicError):
         self.field = field
 
 
-class LanguageUnavailable(AtomicError):
-    """The sandbox image does not offer that language (yet)."""
+class LanguageUnavailable(ValidationError):
+    """A known language whose sandbox image is not built."""
 
     code = "language_unavailable"
-    status = 422
+
+    def __init__(self, language: str, image: str | None = None, field: str = "language") -> None:
+        super().__init__(
+            field,
+            f"{language} needs its sandbox image{f' {image}' if image else ''}, which is not built; "
+            f"run `atomic sandbox build-image --language {language}`",
+        )
+        self.language = language
+        self.image = image
 
 
 class InvalidJSON(AtomicError):

@@ -29,7 +29,7 @@ import contextvars
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from .sandbox import RunSpec
 
 OnToken = Callable[[str], None]
-OnOutput = Callable[[str, str], None]
+OnOutput = Callable[[str, str, "str | int | None"], None]  # (stream, text, test case)
 
 EXPORTERS = ("otlp", "console", "none")
 TERMINAL = frozenset({"COMPLETE", "FAILED", "CANCELLED"})
@@ -425,18 +425,13 @@ def _limit_facts(spec: RunSpec) -> dict[str, Any]:
     return out
 
 
-def _step_facts(step: Any, *, run: bool = True) -> dict[str, Any]:
-    """How a run (or compile) ended; a run that reports no verdict gets the one its
-    ending implies (exit 0: accepted)."""
+def _step_facts(step: Any) -> dict[str, Any]:
+    """How a run (or compile) ended, and the run's verdict."""
     out: dict[str, Any] = {}
     for name in ("termination", "exit_code", "duration_ms", "verdict", "truncated"):
         value = getattr(step, name, None)
         if value is not None:
             out[f"atomic.{name}"] = value
-    if run and "atomic.verdict" not in out and "atomic.termination" in out:
-        from .contract import verdict_of
-
-        out["atomic.verdict"] = verdict_of(out["atomic.termination"], out.get("atomic.exit_code"))
     return out
 
 
@@ -444,6 +439,8 @@ class Runs(Protocol):
     """What :class:`TracedSandbox` wraps: anything that runs a :class:`RunSpec`."""
 
     async def execute(self, spec: RunSpec, on_output: OnOutput | None = None) -> Any: ...
+
+    async def execute_collecting(self, spec: RunSpec, on_output: OnOutput | None = None) -> Any: ...
 
 
 S = TypeVar("S", bound=Runs)
@@ -457,11 +454,19 @@ class TracedSandbox:
         self._sandbox = sandbox
 
     async def execute(self, spec: RunSpec, on_output: OnOutput | None = None) -> Any:
+        return await self._traced(spec, lambda: self._sandbox.execute(spec, on_output))
+
+    async def execute_collecting(self, spec: RunSpec, on_output: OnOutput | None = None) -> Any:
+        """As :meth:`execute`; the facts are read from the run's ``result``."""
+        return await self._traced(spec, lambda: self._sandbox.execute_collecting(spec, on_output))
+
+    async def _traced(self, spec: RunSpec, run: Callable[[], Awaitable[Any]]) -> Any:
         assert _tracer is not None
         start = time.time_ns()
         span = _tracer.start_span("sandbox.run", context=_parent(), start_time=start, attributes=_limit_facts(spec))
         try:
-            result = await self._sandbox.execute(spec, on_output)
+            ran = await run()
+            result = getattr(ran, "result", ran)  # execute_collecting's Ran holds it
         except BaseException as exc:
             cancelled = type(exc).__name__ == "Cancelled" or (
                 isinstance(exc, BaseExceptionGroup) and exc.subgroup(lambda e: type(e).__name__ == "Cancelled"))
@@ -476,10 +481,10 @@ class TracedSandbox:
             # The runner times the compile inside the container; placed at the run's start.
             ms = float(getattr(compile_step, "duration_ms", 0.0) or 0.0)
             child = _tracer.start_span("sandbox.compile", context=_context_of(span), start_time=start,
-                                       attributes=_step_facts(compile_step, run=False))
+                                       attributes=_step_facts(compile_step))
             child.end(start + int(ms * 1_000_000))
         span.end()
-        return result
+        return ran
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sandbox, name)

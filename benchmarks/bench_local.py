@@ -55,7 +55,7 @@ WARMUP = "Print hello world."
 
 
 def chat(request: str) -> list[dict[str, str]]:
-    from atomic.pipeline.languages import LANGUAGES
+    from atomic.languages import LANGUAGES
     from atomic.pipeline.prompt import messages
 
     return messages(request, LANGUAGES["python"])

@@ -67,6 +67,26 @@ def docker_client():
     client.close()
 
 
+@pytest.fixture(scope="session")
+def language_images(docker_client) -> dict[str, str]:
+    """Every language's sandbox image (name -> image), built when missing or outdated.
+
+    Built as ``atomic sandbox build-image --all`` would: offline (Debian's packages only),
+    the downloaded .debs kept on the host (``ATOMIC_IMAGE_CACHE_DIR``), so only the first
+    run on a machine pays for it (about 6 minutes on 2 cores); later runs find them.
+    """
+    from atomic.languages import LANGUAGES
+    from atomic.sandbox.image import ImageBuilder
+
+    env = {k: v for k, v in os.environ.items() if k in ("ATOMIC_SANDBOX_IMAGE", "ATOMIC_IMAGE_CACHE_DIR")}
+    settings = config.load(env=env)
+    try:
+        reports = list(ImageBuilder(settings).build(LANGUAGES))
+    except Exception as exc:  # noqa: BLE001 - a failed build fails the tests that need it
+        pytest.fail(f"building the language images failed: {exc}")
+    return {r.language: r.image for r in reports}
+
+
 class TLSFiles:
     """A test CA and a certificate it signed for 127.0.0.1 and localhost, as PEM files
     (made with trustme, which builds them with the cryptography package)."""

@@ -53,9 +53,10 @@ def test_plan_every_reloadable_setting_is_applied() -> None:
     changed.update(log_level="ERROR", log_format="json", api_keys=("k",), cors_origins=("https://a",),
                    rate_limit="20/s", rate_burst=5.0)
     for name in ("default_memory_mb", "memory_limit_mb", "pids", "max_pids", "output_limit_bytes",
-                 "repair_attempts", "max_tokens"):
+                 "repair_attempts", "max_tokens", "compile_memory_mb", "max_compile_memory_mb"):
         changed[name] = getattr(BASE, name) + 1
-    for name in ("timeout_s", "max_timeout_s", "cpus", "max_cpus", "retention_days", "temperature"):
+    for name in ("timeout_s", "max_timeout_s", "cpus", "max_cpus", "retention_days", "temperature",
+                 "compile_timeout_s", "max_compile_timeout_s"):
         changed[name] = getattr(BASE, name) + 0.5
     applied, restart = plan_reload(BASE, BASE.replace(**changed))
     assert set(applied) == reloadable() and restart == []

@@ -32,7 +32,6 @@ from .documents import (
     Status,
     Usage,
     Workers,
-    verdict_of,
 )
 from .requests import (
     BatchRequest,
@@ -125,5 +124,4 @@ __all__ = [
     "decode_json",
     "prepare_run",
     "run_limits",
-    "verdict_of",
 ]

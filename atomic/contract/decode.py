@@ -17,9 +17,10 @@ from typing import Any, TypeVar, get_args
 import msgspec
 
 from ..errors import InvalidJSON, LanguageUnavailable, ValidationError
-from ..pipeline.languages import LANGUAGES
+from ..languages import LANGUAGES
 from . import types
-from .requests import ExecuteRequest, LimitsIn, PreparedRun
+from ..testcode import check_test_code
+from .requests import ExecuteRequest, JobSpec, LimitsIn, PreparedRun, TestCaseIn
 
 T = TypeVar("T")
 
@@ -39,9 +40,8 @@ _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 _untyped = msgspec.json.Decoder()
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<name>.*)`$", re.S)
 _MISSING = re.compile(r"Object missing required field `(?P<name>.*)`$", re.S)
-# The four limits a run is confined by today (the compile limits are carried for the
-# compile step of compiled languages).
-RUN_LIMITS = ("timeout_s", "memory_mb", "cpus", "pids")
+# The limits a run is confined by (the compile ones apply to a compiled language's compile step).
+RUN_LIMITS = ("timeout_s", "memory_mb", "cpus", "pids", "compile_timeout_s", "compile_memory_mb")
 
 
 def decode_json(data: bytes | str, what: str = "the request body") -> Any:
@@ -107,10 +107,34 @@ def check_language(name: str, available: Collection[str], field: str = "language
     ``available`` empty means the image does not say (or was not asked yet): all are.
     """
     if available and name not in available:
-        raise LanguageUnavailable(
-            f"{field}: {name} is not available in this server's sandbox image; "
-            f"build it with `atomic sandbox build-image --language {name}`"
-        )
+        raise LanguageUnavailable(name, field=field)
+
+
+def check_tests(tests: list[TestCaseIn] | None, output_limit: int | None, where: str = "") -> None:
+    """What the schema cannot say about test cases: no ``expected_stdout`` longer than the
+    server's output cap (``output_limit`` bytes), which no output could match."""
+    if tests is None or output_limit is None:
+        return
+    for i, case in enumerate(tests):
+        if case.expected_stdout is not None and len(case.expected_stdout.encode()) > output_limit:
+            raise ValidationError(f"{where}tests[{i}].expected_stdout",
+                                  f"longer than the output cap ({output_limit} bytes): no output could match it")
+
+
+def check_job(spec: JobSpec, output_limit: int | None) -> None:
+    """A generate body's rules beyond its schema (422 naming the field): the test cases'
+    ``expected_stdout`` within the output cap, a test program the job's language runs and
+    in that language (:mod:`atomic.testcode`), and tests only on a job that executes (and
+    does not ``collect``: a judged run keeps no workspace)."""
+    check_tests(spec.tests, output_limit)
+    if spec.test_code is not None:
+        check_test_code(spec.test_code, spec.language)
+    tested = spec.tests is not None or spec.test_code is not None
+    if not spec.execute and tested:
+        raise ValidationError("execute", "tests and test_code judge the program in the sandbox: they need execute: true")
+    if spec.collect and tested:
+        raise ValidationError("collect", "the files a program writes are kept for a plain run only, not with tests "
+                                         "or test_code")
 
 
 def run_limits(limits: LimitsIn) -> dict[str, float | int] | None:
@@ -119,9 +143,13 @@ def run_limits(limits: LimitsIn) -> dict[str, float | int] | None:
     return out or None
 
 
-def prepare_run(req: ExecuteRequest, available: Collection[str] = (), where: str = "") -> PreparedRun:
+def prepare_run(
+    req: ExecuteRequest, available: Collection[str] = (), where: str = "", output_limit: int | None = None
+) -> PreparedRun:
     """An execute body checked beyond its schema: paths normalised, unique and inside the
-    workspace; the entry point among the files (or the command given); the language offered."""
+    workspace; the entry point among the files (for a compiled language always, as the
+    compile needs it; else unless a command is given); the language offered; no
+    ``expected_stdout`` over the output cap."""
     from ..sandbox.paths import validate_path  # the one path rule, shared with the sandbox
 
     check_language(req.language, available, where + "language")
@@ -137,25 +165,20 @@ def prepare_run(req: ExecuteRequest, available: Collection[str] = (), where: str
         seen.add(path)
         files.append((path, f.content.encode()))
     lang = LANGUAGES[req.language]
-    if req.command is not None:
-        if req.entrypoint is not None:
-            raise ValidationError(where + "command", "give either entrypoint or command, not both")
-        argv = list(req.command)
-    else:
-        entry = req.entrypoint
-        if entry is None:
-            entry = lang.entrypoint if lang.entrypoint in seen else files[0][0]
-        try:
-            entry = validate_path(entry)
-        except ValidationError as exc:
-            raise ValidationError(where + "entrypoint", exc.message.split(": ", 1)[-1]) from None
-        if entry not in seen:
-            raise ValidationError(where + "entrypoint", f"{entry!r} is not among the files")
-        argv = lang.command(entry)
+    entry = req.entrypoint if req.entrypoint is not None else lang.default_entry(p for p, _ in files)
+    try:
+        entry = validate_path(entry)
+    except ValidationError as exc:
+        raise ValidationError(where + "entrypoint", exc.message.split(": ", 1)[-1]) from None
+    if entry not in seen and (req.command is None or lang.compiled):
+        raise ValidationError(where + "entrypoint", f"{entry!r} is not among the files")
+    check_tests(req.tests, output_limit, where)
     return PreparedRun(
         language=req.language,
         files=files,
-        command=[*argv, *req.args],
+        entrypoint=entry,
+        command=None if req.command is None else list(req.command),
+        args=tuple(req.args),
         stdin=req.stdin.encode(),
         limits=run_limits(req.limits),
         priority=req.priority,
@@ -164,4 +187,4 @@ def prepare_run(req: ExecuteRequest, available: Collection[str] = (), where: str
     )
 
 
-__all__ = ["RUN_LIMITS", "check_language", "decode", "decode_json", "field_error", "prepare_run", "run_limits"]
+__all__ = ["RUN_LIMITS", "check_job", "check_language", "check_tests", "decode", "decode_json", "field_error", "prepare_run", "run_limits"]

@@ -8,7 +8,7 @@ the GENERATING stage, ``estimated`` only when tokens were counted by us).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
@@ -70,7 +70,7 @@ class CompileResult(Struct, gc=False):
 
 
 class CaseResult(Struct, gc=False):
-    name: str
+    name: Annotated[str | None, Meta(description="the case's name; null when it was given none")]
     verdict: Verdict
     exit_code: int | None
     stdout: str
@@ -80,35 +80,9 @@ class CaseResult(Struct, gc=False):
     truncated: bool
 
 
-class RunOutcome(Protocol):
-    """What the sandbox reports about one run (``atomic.sandbox.ExecutionResult``)."""
-
-    @property
-    def exit_code(self) -> int | None: ...
-    @property
-    def stdout(self) -> str: ...
-    @property
-    def stderr(self) -> str: ...
-    @property
-    def duration_ms(self) -> float: ...
-    @property
-    def termination(self) -> str: ...
-    @property
-    def truncated(self) -> bool: ...
-
-
-def verdict_of(termination: str, exit_code: int | None) -> Verdict:
-    """The verdict of a run without test cases: exit 0 is accepted, another exit code a
-    runtime error, any other ending is its own verdict."""
-    if termination == "exited":
-        return "accepted" if exit_code == 0 else "runtime_error"
-    if termination in ("timeout", "oom", "pids", "output_limit", "cancelled"):
-        return termination  # type: ignore[return-value]
-    return "error"
-
-
 class ExecutionResult(Struct, gc=False):
-    """A run's result: ``POST /api/execute``, a job's ``execution``."""
+    """A run's result: ``POST /api/execute``, a job's ``execution``. The sandbox makes
+    these (:func:`atomic.sandbox.run.judged`); nothing copies them into another shape."""
 
     exit_code: int | None
     stdout: str
@@ -122,19 +96,6 @@ class ExecutionResult(Struct, gc=False):
     passed: Count | None = None
     total: Count | None = None
     sandbox_ms: Annotated[Millis, Meta(description="the whole sandbox call, container start included")] | UnsetType = UNSET
-
-    @classmethod
-    def of(cls, run: RunOutcome, sandbox_ms: float | UnsetType = UNSET) -> ExecutionResult:
-        return cls(
-            exit_code=run.exit_code,
-            stdout=run.stdout,
-            stderr=run.stderr,
-            duration_ms=round(run.duration_ms, 3),
-            termination=run.termination,  # type: ignore[arg-type]
-            truncated=run.truncated,
-            verdict=verdict_of(run.termination, run.exit_code),
-            sandbox_ms=sandbox_ms,
-        )
 
 
 class BatchError(Struct, gc=False):
@@ -168,14 +129,23 @@ class Attempt(Struct, gc=False):
     execution: ExecutionResult | UnsetType | None = UNSET
     interrupted: bool | UnsetType = UNSET
     stage: str | UnsetType = UNSET
+    candidate: Annotated[Count, Meta(description="the candidate of the round (jobs with samples > 1)")] | UnsetType = (
+        UNSET)
 
 
 class Candidate(Struct, gc=False):
+    """One sample of a job: how its last judged round went. ``verdict`` is null while it was
+    never judged (it failed before its program ran, or the job does not execute);
+    ``passed``/``total`` count its test cases (a test program is one more case; without
+    tests, the run itself is the one case)."""
+
     index: Count
     verdict: Verdict | None
     passed: Count
     total: Count
-    attempts: Count
+    attempts: Annotated[Count, Meta(description="its generate/judge rounds (1 + repairs)")]
+    seed: Annotated[int, Meta(description="its sampling seed: the job's seed + index")] | None = None
+    error: Annotated[JobError, Meta(description="why it ended without a judged program")] | UnsetType = UNSET
 
 
 class JobDocument(Struct, gc=False):
@@ -272,6 +242,8 @@ class LanguageInfo(Struct, gc=False):
     entrypoint: str
     available: bool
     image: str
+    packages: Annotated[list[str], Meta(description="Debian packages of its image (extra ones included)")] = field(
+        default_factory=list)
 
 
 class LanguageList(Struct, gc=False):
@@ -309,5 +281,4 @@ __all__ = [
     "Status",
     "Usage",
     "Workers",
-    "verdict_of",
 ]

@@ -15,6 +15,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from .types import (
     Arg,
+    CaseName,
     Compare,
     ExitCode,
     ExportFormat,
@@ -52,7 +53,7 @@ class TestCaseIn(Whole, forbid_unknown_fields=True, omit_defaults=True, gc=False
 
     __test__ = False  # not a pytest class, whatever its name says
 
-    name: str | None = None
+    name: CaseName | None = None
     stdin: str | None = None
     args: list[Arg] | None = None
     expected_stdout: str | None = None
@@ -61,7 +62,12 @@ class TestCaseIn(Whole, forbid_unknown_fields=True, omit_defaults=True, gc=False
 
 NO_LIMITS = LimitsIn()  # shared: a job that sets no limits stores none of its own
 
-TestCases = Annotated[list[TestCaseIn], Meta(max_length=64)]
+#: Test cases one run may have; an ``expected_stdout`` may also not exceed the server's
+#: output cap (checked after decoding: no output could match it).
+MAX_TESTS = 64
+TestCases = Annotated[list[TestCaseIn], Meta(min_length=1, max_length=MAX_TESTS)]
+#: Characters a job's test program may have.
+MAX_TEST_CODE = 100_000
 
 
 class JobSpec(Whole, forbid_unknown_fields=True, gc=False):
@@ -77,7 +83,9 @@ class JobSpec(Whole, forbid_unknown_fields=True, gc=False):
     export: tuple[ExportFormat, ...] = ("zip",)
     collect: Annotated[bool, Meta(description="keep the files the program writes (`outputs`)")] = False
     tests: TestCases | None = None
-    test_code: str | None = None
+    test_code: Annotated[str, Meta(max_length=MAX_TEST_CODE, description=(
+        "a test program in the job's language, saved beside the program and run after it; passes when it exits "
+        "0 (python: test_main.py, javascript: test_main.js, shell: test_main.sh, java: TestMain.java)"))] | None = None
     samples: Samples = 1
     repairs: Annotated[NonNegInt, Meta(description="repair rounds; default and cap: the server's")] | None = None
     temperature: Annotated[float, Meta(ge=0)] | None = None
@@ -123,11 +131,14 @@ class BatchRequest(Struct, forbid_unknown_fields=True, gc=False):
 
 class PreparedRun(Struct, gc=False):
     """An execute body after the checks a schema cannot state: paths normalised and
-    unique, the command resolved. What the sandbox is handed."""
+    unique, the entry point among the files. ``command`` is the one given, or None for
+    the language's own (after its compile, for a compiled language)."""
 
     language: str
     files: list[tuple[str, bytes]]
-    command: list[str]
+    entrypoint: str
+    command: list[str] | None
+    args: tuple[str, ...]
     stdin: bytes
     limits: dict[str, float | int] | None
     priority: str
@@ -136,6 +147,8 @@ class PreparedRun(Struct, gc=False):
 
 
 __all__ = [
+    "MAX_TESTS",
+    "MAX_TEST_CODE",
     "BatchRequest",
     "ExecuteRequest",
     "FileIn",

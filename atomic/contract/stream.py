@@ -34,28 +34,40 @@ class Event(Struct, tag_field="type", kw_only=True, gc=False):
     seq: Count = 0
 
 
+#: On the events of one candidate of a job with ``samples`` > 1: its index (absent with one sample).
+CandidateIndex = Annotated[Count, Meta(description="the candidate (sample) it is from, when the job has several")]
+
+
 class AcceptedEvent(Event, tag="accepted"):
     job: JobDocument
 
 
 class StateEvent(Event, tag="state"):
+    """The job's state; with ``candidate``, that candidate's own stage (the job's state is
+    the least advanced stage of its live candidates)."""
+
     state: JobState
     progress: Fraction
     retry: Annotated[int, Meta(description="a generation retried after the agent was lost")] | UnsetType = UNSET
+    candidate: CandidateIndex | UnsetType = UNSET
 
 
 class TokenEvent(Event, tag="token"):
     text: str
+    candidate: CandidateIndex | UnsetType = UNSET
 
 
 class FileEvent(Event, tag="file"):
     path: str
     size: Count
+    candidate: CandidateIndex | UnsetType = UNSET
 
 
 class OutputEvent(Event, tag="output"):
     stream: OutputStream
     data: str
+    case: Annotated[str | int, Meta(description="the test case it is from: its name, else its index")] | UnsetType = UNSET
+    candidate: CandidateIndex | UnsetType = UNSET
 
 
 class DoneEvent(Event, tag="done"):

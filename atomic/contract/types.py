@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, get_args
 import msgspec
 from msgspec import Meta, Struct
 
-from ..pipeline.languages import LANGUAGES
+from ..languages import LANGUAGES
 
 Priority = Literal["low", "normal", "high"]
 ExportFormat = Literal["zip", "tar", "git"]
@@ -45,6 +45,8 @@ _NOT_BLANK = "[^ \t\n\r\f\v]"
 Text = Annotated[str, Meta(min_length=1, pattern=_NOT_BLANK)]
 Prompt = Annotated[str, Meta(min_length=1, max_length=32000, pattern=_NOT_BLANK,
                              description="what to build")]
+CaseName = Annotated[str, Meta(min_length=1, max_length=200, pattern=_NOT_BLANK,
+                               description="shown in results and live output (else the case's index)")]
 # Command-line words reach execve: no NUL byte.
 Arg = Annotated[str, Meta(pattern="^[^\\x00]*$")]
 Word = Annotated[str, Meta(min_length=1, pattern="^[^\\x00]+$")]

@@ -24,6 +24,7 @@ import trio
 from ..contract import (
     Artifact,
     Attempt,
+    Candidate,
     DoneEvent,
     ExecutionResult,
     FileRecord,
@@ -101,11 +102,12 @@ class EventBuffer:
         if isinstance(event, (TokenEvent, OutputEvent)):
             last = self._events[-1] if self._events else None
             if last is not None and last is self._owned:
-                if isinstance(event, TokenEvent) and isinstance(last, TokenEvent):
+                if isinstance(event, TokenEvent) and isinstance(last, TokenEvent) and last.candidate == event.candidate:
                     last.text += event.text
                     self.coalesced += 1
                     return
-                if isinstance(event, OutputEvent) and isinstance(last, OutputEvent) and last.stream == event.stream:
+                if (isinstance(event, OutputEvent) and isinstance(last, OutputEvent) and last.stream == event.stream
+                        and last.case == event.case and last.candidate == event.candidate):
                     last.data += event.data
                     self.coalesced += 1
                     return
@@ -149,6 +151,8 @@ class Job:
         "attempts",
         "cancel_requested",
         "cancel_scope",
+        "candidates",
+        "chosen",
         "created_at",
         "error",
         "execution",
@@ -182,6 +186,8 @@ class Job:
         self.files: Sequence[FileRecord] = ()
         self.execution: ExecutionResult | None = None
         self.attempts: Sequence[Attempt] = ()  # one per generate/execute round
+        self.candidates: Sequence[Candidate] = ()  # one per sample, once they run
+        self.chosen: int | None = None  # the candidate kept (its files and execution are the job's)
         self.outputs: Sequence[FileRecord] = ()  # files the program wrote (collect: true)
         self.usage: Usage | None = None  # set by GENERATING
         self.artifacts: Sequence[Artifact] = ()
@@ -282,6 +288,12 @@ class Job:
             request=self.request,
             files=list(self.files),
             execution=self.execution,
+            verdict=self.execution.verdict if self.execution is not None else None,
+            tests=self.execution.tests if self.execution is not None else None,
+            passed=self.execution.passed if self.execution is not None else None,
+            total=self.execution.total if self.execution is not None else None,
+            candidates=list(self.candidates),
+            chosen=self.chosen,
             attempts=list(self.attempts),
             outputs=list(self.outputs),
             usage=msgspec.structs.replace(self.usage) if self.usage is not None else Usage(),
@@ -304,6 +316,8 @@ class Job:
         job.files = list(doc.files)
         job.execution = doc.execution
         job.attempts = list(doc.attempts)
+        job.candidates = list(doc.candidates)
+        job.chosen = doc.chosen
         job.outputs = list(doc.outputs)
         job.usage = doc.usage
         job.artifacts = list(doc.artifacts)

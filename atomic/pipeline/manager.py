@@ -15,7 +15,6 @@ period, then are cancelled and stored as QUEUED, to be picked up by the next sta
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,7 +26,7 @@ from ..contract import Attempt, ExecutionResult, JobDocument, JobSpec
 from ..contract.documents import JobError
 from ..errors import JobFailed
 from .job import EventBuffer, Job, State
-from .services import Services
+from .services import OnOutput, Services
 from .stages import Pipeline
 
 if TYPE_CHECKING:
@@ -38,13 +37,13 @@ log = logging.getLogger("atomic.jobs")
 
 @dataclass
 class ExecRun:
-    """An /api/execute run waiting in the queue for a worker."""
+    """An /api/execute run (or a whole /api/execute/batch) waiting in the queue for a worker."""
 
     id: str
-    spec: RunSpec
-    on_output: Callable[[str, str], None] | None = None
+    spec: RunSpec | list[RunSpec]  # a batch: the list
+    on_output: OnOutput | None = None
     done: trio.Event = field(default_factory=trio.Event)
-    result: ExecutionResult | None = None
+    result: ExecutionResult | list[ExecutionResult | errors.AtomicError] | None = None
     error: errors.AtomicError | None = None
     scope: trio.CancelScope | None = None
 
@@ -126,12 +125,25 @@ class JobManager:
         return job
 
     async def execute(self, spec: RunSpec, priority: str = "normal",
-                      on_output: Callable[[str, str], None] | None = None) -> ExecutionResult:
+                      on_output: OnOutput | None = None) -> ExecutionResult:
         """Run one /api/execute body through the queue; returns the ExecutionResult."""
+        result = await self._queued(ExecRun(id="", spec=spec, on_output=on_output), priority)
+        assert not isinstance(result, list)
+        return result
+
+    async def execute_batch(self, specs: list[RunSpec],
+                            priority: str = "normal") -> list[ExecutionResult | errors.AtomicError]:
+        """Run an /api/execute/batch through the queue as one item (the sandbox runs it in
+        ``batch_lanes`` sandboxes at once); returns its results (or errors) in order."""
+        result = await self._queued(ExecRun(id="", spec=specs), priority)
+        assert isinstance(result, list)
+        return result
+
+    async def _queued(self, run: ExecRun, priority: str) -> ExecutionResult | list[ExecutionResult | errors.AtomicError]:
         if self.shutting_down:
             raise errors.ShuttingDown("the server is shutting down and takes no new runs")
         self._run_seq += 1
-        run = ExecRun(id=f"run-{self._run_seq}", spec=spec, on_output=on_output)
+        run.id = f"run-{self._run_seq}"
         self.queue.put_nowait(run.id, priority)
         self.runs[run.id] = run
         try:
@@ -297,9 +309,16 @@ class JobManager:
         with trio.CancelScope() as scope:
             run.scope = scope
             try:
-                result = await self.s.sandbox.execute(run.spec, on_output=run.on_output)
-                self.s.metrics.sandbox_run(result.termination)
-                run.result = ExecutionResult.of(result)
+                if isinstance(run.spec, list):
+                    results = await self.s.sandbox.execute_batch(run.spec)
+                    for r in results:
+                        if not isinstance(r, errors.AtomicError):
+                            self.s.metrics.sandbox_run(r.termination)
+                    run.result = results
+                else:
+                    one = await self.s.sandbox.execute(run.spec, on_output=run.on_output)
+                    self.s.metrics.sandbox_run(one.termination)
+                    run.result = one
             except errors.AtomicError as exc:
                 run.error = exc
         if scope.cancelled_caught and run.result is None and run.error is None:

@@ -14,24 +14,32 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .languages import Language
+from ..languages import Language
 
 if TYPE_CHECKING:
     from ..contract import ExecutionResult
+    from .judging import Failure, Judging
 
 SYSTEM = (
     "You are a careful {display} programmer. Write a complete, runnable program for the "
     "user's request. Reply with the code in one fenced code block: ```{fence} {entry} on "
     "the first line, then the code, then ```. If more files are needed, give each its own "
-    "block with its file name after the language. The program is run as `{command}` with "
+    "block with its file name after the language. The program is {how} with "
     "no network access and no input, so it must not ask for input. Keep explanations short."
 )
 
 REPAIR = (
-    "The program did not work. It was run as `{command}` and ended with {verdict}.\n"
+    "The program did not work. It was {how} and ended with {verdict}.\n"
     "{output}\n"
     "Reply with the complete corrected program in the same format."
 )
+
+
+def how_run(lang: Language) -> str:
+    """How the sandbox runs a program in ``lang``, in words for the model."""
+    compile = lang.compile_command([lang.entrypoint])
+    run = f"run as `{' '.join(lang.command())}`"
+    return f"compiled with `{' '.join(compile)}` and {run}" if compile else run
 
 _FENCE = re.compile(
     r"^(?P<indent>[ \t]{0,3})(?P<ticks>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)\n(?P<body>.*?)"
@@ -48,28 +56,92 @@ class ExtractedFile:
     content: str
 
 
-def messages(prompt: str, lang: Language) -> list[dict[str, str]]:
-    """The chat messages that ask the model for a program."""
-    system = SYSTEM.format(
-        display=lang.display,
-        fence=lang.fences[0],
-        entry=lang.entrypoint,
-        command=" ".join(lang.command()),
-    )
-    return [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+def messages(prompt: str, lang: Language, judging: Judging | None = None) -> list[dict[str, str]]:
+    """The chat messages that ask the model for a program.
+
+    The system prompt is the same for every job of a language (a local model keeps its
+    evaluated state across jobs); how the program will be judged goes with the request.
+    The test cases themselves are not shown: they judge the program, and a repair is
+    told the case it failed.
+    """
+    system = SYSTEM.format(display=lang.display, fence=lang.fences[0], entry=lang.entrypoint, how=how_run(lang))
+    note = judged_by(judging) if judging is not None else ""
+    return [{"role": "system", "content": system}, {"role": "user", "content": prompt + note}]
+
+
+def judged_by(judging: Judging) -> str:
+    """What the model is told about the checks its program must pass ("" for none)."""
+    cases = [c.case for c in judging.checks if c.case is not None]
+    parts = []
+    if cases:
+        given = []
+        if any(c.stdin for c in cases):
+            given.append("its input on standard input (read it from there; nobody types at a prompt)")
+        if any(c.args for c in cases):
+            given.append("command-line arguments")
+        how = f", given {' and '.join(given)}" if given else ""
+        parts.append(f"It will be tested by running it{how} and comparing what it prints with the expected "
+                     "output, so print exactly what is asked and nothing else.")
+    if judging.test_code is not None and judging.lang.test_hint:
+        parts.append(judging.lang.test_hint)
+    return "\n\n" + " ".join(parts) if parts else ""
 
 
 def repair_messages(
-    previous: list[dict[str, str]], answer: str, lang: Language, execution: ExecutionResult
+    previous: list[dict[str, str]], answer: str, lang: Language, execution: ExecutionResult,
+    failure: Failure | None = None, test_code: str | None = None,
 ) -> list[dict[str, str]]:
-    """Send a failing program back with what went wrong."""
-    verdict: str = execution.termination
-    if verdict == "exited":
-        verdict = f"exit code {execution.exit_code}"
-    out = execution.stderr[-1500:] or execution.stdout[-800:]
-    output = f"Its output ended with:\n```\n{out.strip()}\n```" if out.strip() else "It printed nothing."
-    feedback = REPAIR.format(command=" ".join(lang.command()), verdict=verdict, output=output)
+    """Send a failing program back with what went wrong: the check it failed (a test
+    case's input, expected and actual output and verdict; the test program and its
+    output), else how the run ended."""
+    if failure is not None and execution.verdict != "compile_error":
+        feedback = _failed_check(lang, failure, test_code)
+    else:
+        verdict: str = execution.termination
+        if verdict == "exited":
+            verdict = f"exit code {execution.exit_code}"
+        if execution.verdict == "compile_error":
+            verdict = "a compile error"  # the run fields then hold the compiler's output
+        out = execution.stderr[-1500:] or execution.stdout[-800:]
+        output = f"Its output ended with:\n{_block(out.strip(), limit=1500, tail=True)}" if out.strip() else (
+            "It printed nothing.")
+        feedback = REPAIR.format(how=how_run(lang), verdict=verdict, output=output)
     return [*previous, {"role": "assistant", "content": answer}, {"role": "user", "content": feedback}]
+
+
+def _failed_check(lang: Language, failure: Failure, test_code: str | None) -> str:
+    check, got = failure.check, failure.result
+    ending = got.verdict if got.termination != "exited" else f"{got.verdict}, exit code {got.exit_code}"
+    lines = []
+    if check.kind == "test_code":
+        lines.append(f"The program did not pass its test program, {got.name} ({ending}). The test program:")
+        lines.append(_block(test_code or "", lang.fences[0], limit=2000))
+    else:
+        name = f' "{check.case.name}"' if check.case is not None and check.case.name else ""
+        what = f"test case {check.number} of {failure.of}{name}" if check.kind == "case" else "its own run"
+        lines.append(f"The program did not pass {what}: {ending}.")
+        case = check.case
+        if case is not None:
+            if case.stdin:
+                lines.append(f"Its input (stdin) was:\n{_block(case.stdin)}")
+            if case.args:
+                lines.append("Its command-line arguments were: " + " ".join(case.args))
+            if case.expected_stdout is not None:
+                lines.append(f"It should have printed:\n{_block(case.expected_stdout)}")
+            if case.expected_exit_code:
+                lines.append(f"It should have exited with code {case.expected_exit_code}.")
+    lines.append(f"It printed:\n{_block(got.stdout)}" if got.stdout.strip() else "It printed nothing.")
+    if got.stderr.strip():
+        lines.append(f"Its error output ended with:\n{_block(got.stderr, tail=True)}")
+    lines.append("Reply with the complete corrected program in the same format.")
+    return "\n".join(lines)
+
+
+def _block(text: str, fence: str = "", *, limit: int = 1000, tail: bool = False) -> str:
+    """``text`` in a fenced block, cut to ``limit`` characters (its end when ``tail``)."""
+    if len(text) > limit:
+        text = ("…" + text[-limit:]) if tail else (text[:limit] + "…")
+    return f"```{fence}\n{text.rstrip()}\n```"
 
 
 def extract_files(answer: str, lang: Language) -> list[ExtractedFile]:
@@ -137,6 +209,4 @@ def _name_before(answer: str, start: int) -> str | None:
 
 
 def _looks_like_code(text: str, lang: Language) -> bool:
-    if lang.name == "python":
-        return bool(re.search(r"^\s*(def |import |from |print\(|for |while |class |if __name__)", text, re.M))
-    return bool(re.search(r"^\s*(echo |printf |for |while |if |#!)", text, re.M))
+    return bool(lang.code_hint and re.search(lang.code_hint, text, re.M))

@@ -21,12 +21,15 @@ from ..config import Settings
 
 if TYPE_CHECKING:
     from ..contract import JobDocument
+    from ..errors import AtomicError
     from ..queue import QueueStatistics
-    from ..sandbox import ExecutionResult, Limits, RunSpec
+    from ..contract import ExecutionResult
+    from ..sandbox import Limits, Ran, RunSpec
     from .job import Job
 
 OnToken = Callable[[str], None]
-OnOutput = Callable[[str, str], None]
+# (stream, text, case): the test case the output is from (its name, else its index), or None.
+OnOutput = Callable[[str, str, "str | int | None"], None]
 
 
 class Agent(Protocol):
@@ -44,11 +47,21 @@ class Sandbox(Protocol):
 
     def languages(self) -> list[str]: ...
 
+    def image_for(self, language: str) -> str: ...
+
+    def image_id(self, language: str) -> str | None: ...
+
     def resolve_limits(self, user: dict[str, Any] | None) -> Limits: ...
 
     def reconfigure(self, settings: Settings) -> None: ...
 
     async def execute(self, spec: RunSpec, on_output: OnOutput | None = None) -> ExecutionResult: ...
+
+    async def execute_collecting(self, spec: RunSpec, on_output: OnOutput | None = None) -> Ran:
+        """As :meth:`execute`, with the files the program wrote (``spec.collect``)."""
+        ...
+
+    async def execute_batch(self, specs: list[RunSpec]) -> list[ExecutionResult | AtomicError]: ...
 
 
 class Store(Protocol):

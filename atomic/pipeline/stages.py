@@ -1,29 +1,34 @@
 """The stages of one job, run in order inside the job's own nursery.
 
-PARSING builds the model prompt; GENERATING streams tokens from the agent; PACKAGING
-turns the answer into files; EXECUTING runs the entry point in the sandbox (and, when it
-fails, may send it back to the model for a bounded number of repairs); EXPORTING writes
-the archives. Every failure becomes a :class:`~atomic.errors.JobFailed` naming its stage
-and a machine-readable code.
+PARSING builds the model prompt and plans how programs are judged (:mod:`.judging`);
+then the job's candidates (``samples``, :mod:`.candidates`) each go through GENERATING
+(tokens from the agent), PACKAGING (the answer into files) and EXECUTING (the program
+judged in the sandbox: its test cases and test program), repaired with what failed
+for a bounded number of rounds; EXPORTING writes the archives of the candidate kept,
+with ``atomic.json`` (:mod:`atomic.contract.provenance`) in each. Every failure becomes a
+:class:`~atomic.errors.JobFailed` naming its stage and a machine-readable code.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import msgspec
 import trio
+from msgspec import UNSET
 
-from .. import errors
+from .. import __version__, errors
 from ..backoff import backoff
-from ..contract import Artifact, Attempt, ExecutionResult, FileEvent, FileRecord, StateEvent, TokenEvent, Usage
+from ..contract import Artifact, Attempt, ExecutionResult, FileEvent, StateEvent, TokenEvent, Usage
 from ..contract import OutputEvent, run_limits
+from ..contract.provenance import ImageRef, Provenance, Results, Sampling
 from ..errors import JobFailed
+from ..languages import LANGUAGES, Language
 from . import prompt as prompts
+from .candidates import Race, Sample, file_records
 from .job import Job, State
-from .languages import LANGUAGES, Language
+from .judging import Judging
 from .services import Services
 
 if TYPE_CHECKING:
@@ -32,16 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("atomic.pipeline")
 
 AGENT_LOST = (errors.ConnectionBroken, errors.AgentUnavailable, errors.PoolTimeout, errors.ConnectFailed)
-
-
-@dataclass
-class Round:
-    """One generate/execute round: what was asked, answered, packaged and run."""
-
-    messages: list[dict[str, str]]
-    answer: str = ""
-    files: list[tuple[str, bytes]] | None = None
-    execution: ExecutionResult | None = None
+PROVENANCE_FILE = "atomic.json"
 
 
 class Pipeline:
@@ -52,61 +48,90 @@ class Pipeline:
         self.s = services
         self.settings = services.settings
         self.lang: Language = LANGUAGES[job.request.language]
-        self.outputs: list[tuple[str, bytes]] = []
+        self.judging = Judging.of(job.request)
+        self.limits: Limits | None = None
+
+    def repairs(self) -> int:
+        """Repair rounds per candidate: the request's, capped by the server's setting."""
+        repairs = self.settings.repair_attempts
+        if self.job.request.repairs is not None:
+            repairs = min(self.job.request.repairs, repairs)
+        return repairs
+
+    def temperature(self) -> float:
+        req = self.job.request
+        return self.settings.temperature if req.temperature is None else req.temperature
+
+    def seed(self) -> int:
+        req = self.job.request
+        return self.settings.seed if req.seed is None else req.seed
 
     async def run(self) -> None:
         job = self.job
         req = job.request
 
         job.enter(State.PARSING)
+        job.candidates, job.chosen = (), None  # a job run again after a restart starts over
         await self.s.persist_soon(job)
-        attempt = Round(messages=prompts.messages(req.prompt, self.lang))
-        limits = self._limits()
+        messages = prompts.messages(req.prompt, self.lang, self.judging)
+        self.limits = self._limits()
 
-        repairs = self.settings.repair_attempts
-        if req.repairs is not None:
-            repairs = min(req.repairs, repairs)  # the server's setting is the cap
-        repairs_left = repairs if req.execute else 0
-        while True:
-            job.enter(State.GENERATING)
-            await self.s.persist_soon(job)
-            attempt.answer = await self.generate(attempt.messages)
-
-            job.enter(State.PACKAGING)
-            await self.s.persist_soon(job)
-            attempt.files = self.package(attempt.answer)
-
-            if req.execute:
-                job.enter(State.EXECUTING)
-                await self.s.persist_soon(job)
-                attempt.execution = await self.execute(attempt.files, limits)
-                self._record(attempt)
-                if self._succeeded(attempt.execution) or repairs_left == 0:
-                    break
-                repairs_left -= 1
-                attempt = Round(
-                    messages=prompts.repair_messages(attempt.messages, attempt.answer, self.lang, attempt.execution)
-                )
-                continue
-            self._record(attempt)
-            break
+        race = Race(self, req.samples, self.seed(), self.repairs(), req.judge_all)
+        await race.run(messages)
+        kept = race.kept()
+        self.show(race)
+        if kept is None or kept.files is None:
+            raise race.failure()
 
         job.enter(State.EXPORTING)
         await self.s.persist_soon(job)
-        await self.export((attempt.files or []) + self.outputs)
+        files = self.judging.files(kept.files) if req.execute else kept.files
+        await self.export([*files, *kept.outputs], race)
 
-        if attempt.execution is not None and not self._succeeded(attempt.execution):
-            ex = attempt.execution
-            how = f"exit code {ex.exit_code}" if ex.termination == "exited" else ex.termination
-            raise JobFailed(
-                f"the generated program failed in the sandbox ({how}) after "
-                f"{self._rounds()} attempt(s)",
-                code="program_failed",
-                stage=State.EXECUTING.value,
+        ex = kept.execution
+        if ex is not None and ex.verdict != "accepted":
+            raise self._not_passed(race, kept, ex)
+
+    def _not_passed(self, race: Race, kept: Sample, ex: ExecutionResult) -> JobFailed:
+        if self.judging.tested:
+            passed, total = Judging.score(ex)
+            several = f"; best of {len(race.samples)} candidates: #{kept.index}" if race.several else ""
+            return JobFailed(
+                f"no candidate passed every test ({passed}/{total} passed, {ex.verdict}{several}) after "
+                f"{kept.rounds} attempt(s)",
+                code="tests_failed", stage=State.EXECUTING.value,
             )
+        how = f"exit code {ex.exit_code}" if ex.termination == "exited" else ex.termination
+        if ex.verdict == "compile_error":
+            how = "it did not compile"
+        return JobFailed(
+            f"the generated program failed in the sandbox ({how}) after {kept.rounds} attempt(s)",
+            code="program_failed", stage=State.EXECUTING.value,
+        )
+
+    def show(self, race: Race) -> None:
+        """The job's document follows the candidate it would keep now: its files,
+        execution and outputs, and every candidate's record."""
+        job = self.job
+        kept = race.kept()
+        job.candidates = race.records(len(self.judging.checks) or 1)
+        if kept is None:
+            return
+        job.chosen = kept.index
+        files = kept.files or []
+        job.files = file_records(self.judging.files(files) if kept.execution is not None else files)
+        job.execution = kept.execution
+        job.outputs = file_records(kept.outputs)
+
+    def record(self, sample: Sample, race: Race, execution: ExecutionResult | None) -> None:
+        """One round of ``sample`` in the job's attempts."""
+        files = sample.packaged or []
+        self.job.add_attempt(Attempt(
+            attempt=sample.rounds, files=file_records(self.judging.files(files) if execution is not None else files),
+            execution=execution, candidate=race.tag(sample)))
 
     # --- GENERATING -------------------------------------------------------------------
-    async def generate(self, messages: list[dict[str, str]]) -> str:
+    async def generate(self, messages: list[dict[str, str]], sample: Sample, race: Race) -> str:
         job = self.job
         req = job.request
         request = {
@@ -114,18 +139,20 @@ class Pipeline:
             "provider": req.provider,
             "model": req.model,
             "max_tokens": self.settings.max_tokens,
-            "temperature": self.settings.temperature if req.temperature is None else req.temperature,
-            "seed": self.settings.seed if req.seed is None else req.seed,
+            "temperature": self.temperature(),
+            "seed": sample.seed,
         }
-        span = 0.55 / max(1, self.settings.repair_attempts + 1)
+        # GENERATING's share of the progress bar, split over the candidates and rounds.
+        span = 0.55 / max(1, self.settings.repair_attempts + 1) / len(race.samples)
         base = job.progress
         produced = 0
+        tag = race.tag(sample)
 
         def on_token(text: str) -> None:
             nonlocal produced
             produced += 1
-            job.progress = min(base + span * produced / self.settings.max_tokens, 0.6)
-            job.emit(TokenEvent(text=text))
+            job.progress = max(job.progress, min(base + span * produced / self.settings.max_tokens, 0.6))
+            job.emit(TokenEvent(text=text, candidate=tag))
 
         tries = self.settings.generation_retries + 1
         for attempt in range(tries):
@@ -142,16 +169,17 @@ class Pipeline:
             except AGENT_LOST as exc:
                 if attempt + 1 < tries:
                     log.warning("job %s: agent lost (%s); retrying generation", job.id, exc.code)
-                    job.emit(StateEvent(state=State.GENERATING.value, progress=job.progress, retry=attempt + 1))
+                    job.emit(StateEvent(state=State.GENERATING.value, progress=job.progress, retry=attempt + 1,
+                                        candidate=tag))
                     await trio.sleep(backoff(attempt, self.settings.generation_backoff_s,
                                              self.settings.generation_backoff_cap_s))
                     continue
                 raise JobFailed(str(exc), code=exc.code, stage=State.GENERATING.value) from None
             except errors.AtomicError as exc:
                 raise JobFailed(str(exc), code=exc.code, stage=State.GENERATING.value) from None
-        # Of this stage's time, how much the model itself took (the agent measures it).
-        stage = job.stages[-1] if job.stages else None
-        if stage is not None and stage.name == State.GENERATING.value:
+        # Of GENERATING's time, how much the model itself took (the agent measures it).
+        stage = next((st for st in reversed(job.stages) if st.name == State.GENERATING.value), None)
+        if stage is not None:
             before = stage.model_ms if isinstance(stage.model_ms, float) else 0.0
             stage.model_ms = round(before + float(done.get("model_ms") or 0.0), 3)
         usage = done.get("usage") or {}
@@ -169,7 +197,7 @@ class Pipeline:
         return str(done.get("text") or "")
 
     # --- PACKAGING --------------------------------------------------------------------
-    def package(self, answer: str) -> list[tuple[str, bytes]]:
+    def package(self, answer: str, sample: Sample, race: Race) -> list[tuple[str, bytes]]:
         from ..sandbox import validate_path
 
         job = self.job
@@ -179,18 +207,19 @@ class Pipeline:
                 "the model's answer contained no program", code="no_code", stage=State.PACKAGING.value
             )
         files: list[tuple[str, bytes]] = []
-        records: list[FileRecord] = []
-        job.files = records
+        tag = race.tag(sample)
         for f in extracted:
             try:
                 path = validate_path(f.path)
             except errors.ValidationError:
                 log.warning("job %s: dropped unsafe path %r from the answer", job.id, f.path)
                 continue
+            if path == PROVENANCE_FILE:
+                log.warning("job %s: dropped %s from the answer (the artifact's own)", job.id, path)
+                continue
             data = f.content.encode()
             files.append((path, data))
-            records.append(FileRecord(path=path, size=len(data), sha256=hashlib.sha256(data).hexdigest()))
-            job.emit(FileEvent(path=path, size=len(data)))
+            job.emit(FileEvent(path=path, size=len(data), candidate=tag))
         if not files or self.lang.entrypoint not in {p for p, _ in files}:
             raise JobFailed(
                 "the model's answer had no usable entry point", code="no_code", stage=State.PACKAGING.value
@@ -204,50 +233,40 @@ class Pipeline:
         except errors.ValidationError as exc:
             raise JobFailed(str(exc), code="validation_error", stage=State.PARSING.value) from None
 
-    async def execute(self, files: list[tuple[str, bytes]], limits: Limits) -> ExecutionResult:
+    async def judge(self, program: list[tuple[str, bytes]], sample: Sample,
+                    race: Race) -> tuple[ExecutionResult, list[tuple[str, bytes]]]:
+        """The program judged in the sandbox (:mod:`.judging`): its result, and the files
+        it wrote (``collect``, under ``output/``)."""
         from ..sandbox import RunSpec
 
         job = self.job
+        tag = race.tag(sample)
 
-        def on_output(stream: str, data: str) -> None:
-            job.emit(OutputEvent(stream=stream, data=data))  # type: ignore[arg-type]
+        def on_output(stream: str, data: str, case: str | int | None = None) -> None:
+            job.emit(OutputEvent(stream=stream, data=data, case=UNSET if case is None else case,  # type: ignore[arg-type]
+                                 candidate=tag))
 
-        collect = job.request.collect
-        spec = RunSpec(files=files, command=self.lang.command(), stdin=b"", limits=limits, job_id=job.id,
-                       collect=collect)
+        # The sandbox compiles (for a compiled language) and runs the entry point the
+        # language's way (atomic/languages.py), once per case.
+        spec = RunSpec(files=self.judging.files(program), stdin=b"", limits=self.limits, job_id=job.id,
+                       collect=job.request.collect, language=self.lang.name, entrypoint=self.lang.entrypoint,
+                       tests=self.judging.cases)
         t0 = trio.current_time()
         try:
-            result = await self.s.sandbox.execute(spec, on_output=on_output)
-        except errors.SandboxError as exc:
+            ran = await self.s.sandbox.execute_collecting(spec, on_output=on_output)
+        except (errors.SandboxError, errors.LanguageUnavailable) as exc:
             raise JobFailed(str(exc), code=exc.code, stage=State.EXECUTING.value) from None
-        self.s.metrics.sandbox_run(result.termination)
+        record = ran.result
+        self.s.metrics.sandbox_run(record.termination)
         # The whole sandbox call (Docker's API round trips included), beside the
         # program's own duration_ms: what is left of EXECUTING is Atomic's.
-        record = ExecutionResult.of(result, sandbox_ms=round((trio.current_time() - t0) * 1000, 3))
-        job.execution = record
-        # What the program wrote into its workspace goes into the artifacts, under output/.
-        self.outputs = [(f"output/{path}", data) for path, data in (result.files_out or [])]
-        job.outputs = [
-            FileRecord(path=p, size=len(d), sha256=hashlib.sha256(d).hexdigest()) for p, d in self.outputs
-        ]
-        return record
-
-    @staticmethod
-    def _succeeded(execution: ExecutionResult) -> bool:
-        return execution.termination == "exited" and execution.exit_code == 0
-
-    def _rounds(self) -> int:
-        """Generate/execute rounds so far (restart markers in ``attempts`` not counted)."""
-        return sum(1 for a in self.job.attempts if isinstance(a.attempt, int))
-
-    def _record(self, attempt: Round) -> None:
-        self.job.add_attempt(
-            Attempt(attempt=self._rounds() + 1, files=list(self.job.files), execution=attempt.execution)
-        )
+        record.sandbox_ms = round((trio.current_time() - t0) * 1000, 3)
+        return record, [(f"output/{path}", data) for path, data in ran.files_out]
 
     # --- EXPORTING --------------------------------------------------------------------
-    async def export(self, files: list[tuple[str, bytes]]) -> None:
+    async def export(self, files: list[tuple[str, bytes]], race: Race) -> None:
         job = self.job
+        files = [*files, (PROVENANCE_FILE, self.provenance(race))]
         try:
             arts = await self.s.artifacts.export(
                 job.id, files, list(dict.fromkeys(job.request.export)), meta={"prompt": job.request.prompt}
@@ -259,3 +278,34 @@ class Pipeline:
                      sha256=a["sha256"], filename=a["filename"])
             for a in arts
         ]
+
+    def provenance(self, race: Race) -> bytes:
+        """``atomic.json``: what the job used, enough to run it again (``atomic replay``)."""
+        job, req = self.job, self.job.request
+        usage = job.usage or Usage()
+        ex = job.execution
+        assert self.limits is not None
+        doc = Provenance(
+            version=__version__,
+            job_id=job.id,
+            created_at=job.created_at,
+            prompt=req.prompt,
+            language=req.language,
+            provider=usage.provider or req.provider,
+            model=usage.model or req.model,
+            sampling=Sampling(temperature=self.temperature(), seed=self.seed(), seeds=[s.seed for s in race.samples],
+                              samples=req.samples, repairs=race.repairs, judge_all=req.judge_all,
+                              max_tokens=self.settings.max_tokens),
+            limits=self.limits.to_dict(),
+            sandbox_image=ImageRef(name=self.s.sandbox.image_for(req.language),
+                                   id=self.s.sandbox.image_id(req.language)),
+            tests=req.tests,
+            test_code=req.test_code,
+            results=Results(verdict=ex.verdict if ex else None, passed=ex.passed if ex else None,
+                            total=ex.total if ex else None, tests=ex.tests if ex else None),
+            candidates=list(job.candidates),
+            chosen=job.chosen,
+            attempts=list(job.attempts),
+            request=req,
+        )
+        return msgspec.json.format(msgspec.json.encode(doc), indent=2) + b"\n"

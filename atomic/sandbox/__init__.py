@@ -9,15 +9,19 @@ from .image import build_image
 from .limits import Limits, resolve_limits
 from .paths import validate_path
 from .reaper import reap
-from .run import TERMINATIONS, ExecutionResult, RunSpec
+from ..contract.documents import ExecutionResult
+from .run import TERMINATIONS, Case, Ran, RunSpec, StepResult
 
 __all__ = [
     "TERMINATIONS",
+    "Case",
     "ExecutionResult",
     "Limits",
+    "Ran",
     "RunSpec",
     "SandboxController",
     "SandboxStatistics",
+    "StepResult",
     "build_image",
     "reap",
     "resolve_limits",

@@ -1,13 +1,18 @@
 """The sandbox controller: runs a program in a confined Docker container, from Trio.
 
-Two ways to run:
+Three ways to run:
 
 * **direct** (cold): create a container whose command is the program, attach, start.
 * **exec**: a container started ahead with ``sleep infinity`` (a warm one from the pool,
   or a fresh one when the run collects files), the program started with ``docker exec``.
+* **runner**: for a compiled language, test cases or a batch, a container whose main
+  process is :mod:`.runner`, which runs each step (the compile, each case, each run of a
+  batch lane) as a fresh uid, one at a time (:mod:`.session` drives it); kept a while
+  after a clean job for the next one of its image (:mod:`.runners`).
 
-Either way the program is ``sh -c 'cp inputs to /workspace && exec "$@" < /atomic/stdin'``
-as uid 10001: the inputs come through a read-only bind mount of a per-run host
+A plain run (direct or exec, :mod:`.plain`) is one program in one container: the program
+is ``sh -c 'cp inputs to /workspace && exec "$@" < /atomic/stdin'`` as uid 10001: the
+inputs come through a read-only bind mount of a per-run host
 directory, the workspace is a size-limited tmpfs (see :mod:`.limits`). The wall clock,
 the output caps and cancellation are enforced from the Trio side by killing the whole
 container (:mod:`.run` supervises one run and names how it ended); every container is
@@ -23,42 +28,34 @@ they leave that thread (see :mod:`.engine`), and nowhere else in the server.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import logging
 import math
 import os
 import secrets
-import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import trio
 
+from .. import languages as langs
 from ..backoff import backoff
 from ..config import Settings
-from ..errors import SandboxError, SandboxUnavailable, ValidationError
-from . import paths, reaper
-from .engine import open_client, translate
-from .image import languages_from_labels
-from .limits import MIB, USER, WORKSPACE, Limits, default_limits, host_config_kwargs, resolve_limits
+from ..errors import AtomicError, LanguageUnavailable, SandboxError, SandboxUnavailable, ValidationError
+from . import paths, plain, reaper, session
+from .batch import Lanes, run_lane
+from .engine import Engine, open_client, translate
+from .image import language_record
+from .limits import USER, WORKSPACE, Limits, default_limits, host_config_kwargs, resolve_limits
 from .pool import PoolStatistics, Sandbox, WarmPool
-from .run import (
-    TERMINATIONS,
-    ExecutionResult,
-    OnOutput,
-    RunSpec,
-    cgroup_counters,
-    prepare_stream,
-    shutdown,
-    supervise,
-    verdict,
-    wrapper,
-)
+from .runners import RunnerPool, RunnerStatistics
+from ..contract.documents import ExecutionResult, LanguageInfo
+from .run import TERMINATIONS, OnOutput, Ran, RunSpec, wrapper
+from .session import Plan, Session, plan
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
 
 
 @dataclass(frozen=True)
@@ -76,7 +73,7 @@ class SandboxStatistics:
     reaped: int
     engine_errors: int
     pool: PoolStatistics
-
+    runners: RunnerStatistics | None = None
 
 
 def _is_cancellation(exc: BaseException) -> bool:
@@ -95,14 +92,19 @@ class SandboxController:
         self._docker_url = docker_url or settings.docker_host
         self._limiter = trio.CapacityLimiter(settings.threads)
         self._readers = trio.CapacityLimiter(math.inf)  # stream readers block for a whole run
+        # Batch runs executing at once, over every batch: each lane holds a sandbox, but
+        # runs a job only with a slot, so concurrent batches share the CPUs, not multiply.
+        self._lane_slots = trio.CapacityLimiter(settings.batch_lanes)
         self._client: Any = None
         self._available = False
         self._reason: str | None = "not checked yet"
         self._first_probe = trio.Event()  # set once Docker has been asked at least once
         self._last_start = -math.inf  # when the latest run started (trio clock)
-        self._languages: list[str] = []
+        self._languages: list[LanguageInfo] = self._records({})
+        self._image_ids: dict[str, str] = {}  # image name -> its Docker id, as of the last probe
         self._last_probe = -math.inf
         self._pool = WarmPool(settings.warm_pool_size, default_limits(settings))
+        self._runners: RunnerPool[Session] = RunnerPool(settings.runner_idle_s, settings.batch_lanes)
         self._in_use: set[str] = set()  # container ids and run directory names we own
         self._nursery: trio.Nursery | None = None
         self._health_wakeup = trio.Event()
@@ -114,6 +116,8 @@ class SandboxController:
         self._runs: dict[str, int] = {t: 0 for t in TERMINATIONS}
         self._reaped = 0
         self._engine_errors = 0
+        self._engine = Engine(call=self._call, api=self._api, kill=self._kill, settings=lambda: self._settings,
+                              limiter=self._limiter, readers=self._readers)
 
     def __repr__(self) -> str:
         state = "available" if self._available else f"unavailable ({self._reason})"
@@ -133,7 +137,40 @@ class SandboxController:
         }
 
     def languages(self) -> list[str]:
+        """The languages whose image is built (as of the last probe)."""
+        return [r.name for r in self._languages if r.available]
+
+    def languages_info(self) -> list[LanguageInfo]:
+        """The contract's language records (``GET /api/languages``), as of the last
+        probe: no I/O."""
         return list(self._languages)
+
+    def image_id(self, language: str) -> str | None:
+        """The Docker id of ``language``'s image (``sha256:...``) as of the last probe; None
+        when it is not built or not known yet. No I/O."""
+        return self._image_ids.get(self.image_for(language))
+
+    def image_for(self, language: str) -> str:
+        return langs.image_name(self._settings.sandbox_image, langs.LANGUAGES[language])
+
+    def require_language(self, language: str) -> langs.Language:
+        """The language, if known and its image is built; LanguageUnavailable names the build command."""
+        lang = langs.LANGUAGES.get(language)
+        if lang is None:
+            raise ValidationError("language", "expected one of " + ", ".join(langs.LANGUAGES))
+        if self._available and language not in self.languages():
+            self._reprobe_soon()
+            raise LanguageUnavailable(language, self.image_for(language))
+        return lang
+
+    def _records(self, labels: dict[str, dict[str, str] | None]) -> list[LanguageInfo]:
+        return [language_record(lang, self.image_for(name), labels.get(self.image_for(name)))
+                for name, lang in langs.LANGUAGES.items()]
+
+    def _reprobe_soon(self) -> None:
+        """Probe again soon (an image may have been built since): at most once a second."""
+        if trio.current_time() - self._last_probe > 1.0:
+            self._health_wakeup.set()
 
     def resolve_limits(self, user: dict[str, Any] | None) -> Limits:
         return resolve_limits(self._settings, user)
@@ -159,6 +196,7 @@ class SandboxController:
             reaped=self._reaped,
             engine_errors=self._engine_errors,
             pool=pool,
+            runners=self._runners.statistics(),
         )
 
     def _containers_alive(self) -> int:
@@ -170,6 +208,8 @@ class SandboxController:
         """``fn(*args)`` in a worker thread; Docker's exceptions become ours."""
         try:
             return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter, abandon_on_cancel=abandon)
+        except ValidationError:
+            raise  # ours, raised on purpose in the thread: a language's image is missing
         except Exception as exc:  # noqa: BLE001 - translated at this boundary
             err = translate(exc, self._settings.sandbox_image)
             if isinstance(err, SandboxUnavailable):
@@ -183,17 +223,36 @@ class SandboxController:
             self._client = open_client(self._docker_url, timeout=self._settings.max_timeout_s + 120)
         return self._client.api
 
-    def _probe_sync(self) -> list[str]:
+    def _probe_sync(self) -> dict[str, dict[str, str] | None]:
+        """Ping, then the labels of every language's image (the base one must exist)."""
+        import docker.errors
+
         api = self._api()
         api.ping()
-        info = api.inspect_image(self._settings.sandbox_image)
-        return languages_from_labels((info.get("Config") or {}).get("Labels"))
+        base = self._settings.sandbox_image
+        labels: dict[str, dict[str, str] | None] = {}
+        for name in langs.LANGUAGES:
+            image = self.image_for(name)
+            if image in labels:
+                continue
+            try:
+                info = api.inspect_image(image)
+            except docker.errors.ImageNotFound:
+                self._image_ids.pop(image, None)
+                if image == base:
+                    raise
+                labels[image] = None
+                continue
+            labels[image] = dict((info.get("Config") or {}).get("Labels") or {})
+            if info.get("Id"):
+                self._image_ids[image] = str(info["Id"])
+        return labels
 
     async def _probe(self) -> bool:
         """Check the engine and the image; update the cached status. Never raises SandboxError."""
         self._last_probe = trio.current_time()
         try:
-            langs = await self._call(self._probe_sync, abandon=True)
+            labels = await self._call(self._probe_sync, abandon=True)
         except SandboxError as exc:
             self._mark_unavailable(exc.message)
             return False
@@ -201,7 +260,7 @@ class SandboxController:
             self._first_probe.set()
         if not self._available:
             log.info("sandbox available: %s", self._settings.sandbox_image)
-        self._available, self._reason, self._languages = True, None, langs
+        self._available, self._reason, self._languages = True, None, self._records(labels)
         self._pool.poke()
         return True
 
@@ -236,10 +295,12 @@ class SandboxController:
                 self._nursery = nursery
                 nursery.start_soon(self._health_loop)
                 nursery.start_soon(self._fill_loop, nursery)
+                nursery.start_soon(self._expire_loop)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
             self._nursery = None
+            self._runners.drain()  # their sandboxes went with the nursery's tasks
             with trio.CancelScope(shield=True):  # each removal is bounded
                 async with trio.open_nursery() as cleanup:
                     for sb in self._pool.drain():
@@ -310,7 +371,10 @@ class SandboxController:
     def _new_name(self) -> str:
         return f"{self.owner}-{secrets.token_hex(6)}"
 
-    def _create_sync(self, name: str, run_dir: str, limits: Limits, job_id: str | None, command: list[str], role: str) -> str:
+    def _create_sync(self, name: str, run_dir: str, limits: Limits, job_id: str | None, command: list[str], role: str,
+                     image: str, runner: bool) -> str:
+        import docker.errors
+
         api = self._api()
         labels = {
             reaper.MANAGED: "1",
@@ -321,26 +385,40 @@ class SandboxController:
         }
         if job_id:
             labels[reaper.JOB] = job_id
-        host_config = api.create_host_config(**host_config_kwargs(self._settings, limits, run_dir))
-        created = api.create_container(
-            self._settings.sandbox_image,
-            command=command,
-            user=USER,
-            working_dir=WORKSPACE,
-            labels=labels,
-            name=f"atomic-{name}",
-            network_disabled=True,
-            host_config=host_config,
-        )
+        host_config = api.create_host_config(**host_config_kwargs(self._settings, limits, run_dir, runner=runner))
+        if runner:
+            paths.write_file(run_dir, session.RUNNER_FILE, session.runner_source())
+        try:
+            created = api.create_container(
+                image,
+                command=command,
+                user="0:0" if runner else USER,  # the runner: root with three capabilities
+                working_dir=WORKSPACE,
+                labels=labels,
+                name=f"atomic-{name}",
+                network_disabled=True,
+                host_config=host_config,
+                stdin_open=runner,
+            )
+        except docker.errors.ImageNotFound:
+            if image == self._settings.sandbox_image:
+                raise
+            # A language's image went away: that language is unavailable, not the sandbox.
+            lang = next(n for n in langs.LANGUAGES if self.image_for(n) == image)
+            raise LanguageUnavailable(lang, image) from None
         return str(created["Id"])
 
-    async def _new_sandbox(self, limits: Limits, job_id: str | None, command: list[str], role: str, warm: bool) -> Sandbox:
+    async def _new_sandbox(self, limits: Limits, job_id: str | None, command: list[str], role: str, warm: bool,
+                           image: str | None = None, runner: bool = False) -> Sandbox:
         name = self._new_name()
         self._in_use.add(name)
+        image = image or self._settings.sandbox_image
         try:
             run_dir = await trio.to_thread.run_sync(paths.make_run_dir, self._work_root, name)
-            cid = await self._call(self._create_sync, name, run_dir, limits, job_id, command, role)
-        except BaseException:
+            cid = await self._call(self._create_sync, name, run_dir, limits, job_id, command, role, image, runner)
+        except BaseException as exc:
+            if isinstance(exc, LanguageUnavailable):
+                self._reprobe_soon()
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(paths.remove_run_dir, os.path.join(self._work_root, name))
             self._in_use.discard(name)
@@ -348,8 +426,9 @@ class SandboxController:
         self._in_use.add(cid)
         return Sandbox(container_id=cid, run_dir=run_dir, name=name, limits=limits, warm=warm)
 
-    async def _create_sleeper(self, limits: Limits, job_id: str | None, *, warm: bool) -> Sandbox:
-        sb = await self._new_sandbox(limits, job_id, ["sleep", "infinity"], "warm" if warm else "exec", warm)
+    async def _create_sleeper(self, limits: Limits, job_id: str | None, *, warm: bool,
+                              image: str | None = None) -> Sandbox:
+        sb = await self._new_sandbox(limits, job_id, ["sleep", "infinity"], "warm" if warm else "exec", warm, image)
         try:
             await self._call(self._api().start, sb.container_id)
         except BaseException:
@@ -410,34 +489,42 @@ class SandboxController:
     # --- runs --------------------------------------------------------------------------
 
     async def execute(self, spec: RunSpec, on_output: OnOutput | None = None) -> ExecutionResult:
-        """Run ``spec`` to completion. Program failures are results, not exceptions.
+        """Run ``spec`` to completion: the contract's result (see :meth:`run`)."""
+        return (await self.execute_collecting(spec, on_output)).result
+
+    async def execute_collecting(self, spec: RunSpec, on_output: OnOutput | None = None) -> Ran:
+        """Run ``spec`` to completion; the result, and the files the program wrote when
+        ``spec.collect`` (plain runs). Program failures are results, not exceptions.
 
         Raises ValidationError (bad files or command, before any container),
-        SandboxUnavailable (no engine or image) or SandboxError (engine failure).
-        If cancelled, the container is killed and removed before Cancelled propagates.
+        LanguageUnavailable (its image is not built), SandboxUnavailable (no engine or
+        image) or SandboxError (engine failure). If cancelled, the container is killed
+        and removed before Cancelled propagates.
         """
-        limits = spec.limits or self._pool.limits
-        files = paths.check_files(spec.files, self._settings.disk_mb * MIB)
-        if not spec.command or not all(isinstance(a, str) and "\0" not in a for a in spec.command):
-            raise ValidationError("command", "expected a non-empty list of strings")
-        if not isinstance(spec.stdin, (bytes, bytearray)):
-            raise ValidationError("stdin", "expected bytes")
+        limits, files, lang = session.check(spec, self._settings, self._pool.limits)
         await self._require_available()
+        self.require_language(lang.name)
+        if lang.compiled or spec.tests is not None:
+            p = plan(spec, files, limits)
+            async with self._session(self.image_for(lang.name), session.limits_for_start(p, self._settings)) as sess:
+                return Ran(await self._judged(sess, p, on_output))
 
-        sb = self._pool.take_nowait(limits)
+        image = self.image_for(lang.name)
+        argv = [*(spec.command or lang.command(spec.entrypoint or lang.default_entry(f for f, _ in files))),
+                *spec.args]
+        sb = self._pool.take_nowait(limits) if image == self._settings.sandbox_image else None
         self._last_start = trio.current_time()
         self._active += 1
         termination = "error"
         try:
             if sb is not None or spec.collect:
                 if sb is None:
-                    sb = await self._create_sleeper(limits, spec.job_id, warm=False)
-                result = await self._run_exec(sb, spec, files, limits, on_output)
+                    sb = await self._create_sleeper(limits, spec.job_id, warm=False, image=image)
+                result = await plain.run_exec(self._engine, sb, argv, spec, files, limits, on_output)
             else:
-                command = wrapper(spec.command, limits)
-                sb = await self._new_sandbox(limits, spec.job_id, command, "run", warm=False)
-                result = await self._run_direct(sb, spec, files, limits, on_output)
-            termination = result.termination
+                sb = await self._new_sandbox(limits, spec.job_id, wrapper(argv, limits), "run", warm=False, image=image)
+                result = await plain.run_direct(self._engine, sb, spec, files, limits, on_output)
+            termination = result.result.termination
             return result
         except BaseException as exc:
             if _is_cancellation(exc):
@@ -454,102 +541,104 @@ class SandboxController:
             if self._pool.size:
                 self._pool.poke()
 
-    async def _run_direct(
-        self, sb: Sandbox, spec: RunSpec, files: list[tuple[str, bytes]], limits: Limits, on_output: OnOutput | None
-    ) -> ExecutionResult:
-        await trio.to_thread.run_sync(paths.write_inputs, sb.run_dir, files, bytes(spec.stdin), limiter=self._limiter)
-        api = self._api()
-        params = {"stdout": 1, "stderr": 1, "stream": 1, "logs": 0}
-        sock = prepare_stream(await self._call(api.attach_socket, sb.container_id, params))
+    async def execute_batch(self, specs: list[RunSpec]) -> list[ExecutionResult | AtomicError]:
+        """Run every spec in runner sandboxes, ``batch_lanes`` sandboxes at a time, each
+        serving one run after another (:mod:`.runner` keeps them apart). Results come in
+        order; a run that cannot be run (bad input, language not built, engine failure)
+        has its error in its place. Cancelled: every sandbox is removed first."""
+        results: list[ExecutionResult | AtomicError | None] = [None] * len(specs)
+        todo: list[tuple[int, str, Plan]] = []
+        for i, spec in enumerate(specs):
+            try:
+                limits, files, lang = session.check(spec, self._settings, self._pool.limits)
+                todo.append((i, self.image_for(lang.name), plan(spec, files, limits)))
+            except ValidationError as exc:
+                results[i] = exc
+        if todo:
+            await self._require_available()
+            ready = []
+            for i, image, p in todo:
+                try:
+                    self.require_language(p.language.name)
+                    ready.append((i, image, p))
+                except ValidationError as exc:
+                    results[i] = exc
+            lanes = Lanes(ready, self._settings.batch_lanes)
 
-        async def exit_code() -> int | None:
-            # Side-effect free, so abandoned if the deadline passes first.
-            info = await self._call(api.wait, sb.container_id, abandon=True)
-            return info.get("StatusCode")
+            def sandbox(image: str, first: Plan) -> contextlib.AbstractAsyncContextManager[Session]:
+                return self._session(image, session.limits_for_start(first, self._settings))
 
-        t0 = time.perf_counter()
+            async def judged(sess: Session, p: Plan) -> ExecutionResult:
+                async with self._lane_slots:
+                    return await self._judged(sess, p, None)
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(lanes.count):
+                    nursery.start_soon(run_lane, lanes, results, sandbox, judged)
+        return [r if r is not None else SandboxError("the run was not started") for r in results]
+
+    @contextlib.asynccontextmanager
+    async def _session(self, image: str, limits: Limits) -> AsyncIterator[Session]:
+        """A runner sandbox of ``image``: an idle one, else a new one created with ``limits``.
+        Kept afterwards when its job ended cleanly (:mod:`.runners`), else removed at once."""
+        self._last_start = trio.current_time()
+        if self._nursery is None:  # no service running: a sandbox for this use only
+            sb = await self._new_runner(image, limits)
+            try:
+                async with session.serving(sb, self._engine) as one:
+                    yield one
+            finally:
+                await self._remove(sb)
+            return
+        sess, dead = self._runners.take(image)
+        for gone in dead:
+            gone.closed.set()
+        if sess is None:
+            sess = await self._nursery.start(self._serve_runner, await self._new_runner(image, limits))
+        clean = False
         try:
-            await self._call(api.start, sb.container_id)
-            out, killed, counters, code = await supervise(
-                sb, sock, limits, on_output, exit_code, self._kill, settings=self._settings, readers=self._readers
-            )
+            yield sess
+            clean = not sess.broken
         finally:
-            shutdown(sock)
-        duration = (time.perf_counter() - t0) * 1000
-        oom = bool(counters and counters[0])
-        if not oom and code is not None and code >= 128:
-            state = await self._call(api.inspect_container, sb.container_id, abandon=True)
-            oom = bool(state["State"].get("OOMKilled"))
-        # The cgroup is gone once the container exits: stderr is the fallback witness.
-        return verdict(code, out, killed, oom, counters, duration, [], final_counters=False)
+            if clean:
+                for extra in self._runners.put(image, sess, trio.current_time()):
+                    extra.closed.set()
+            else:
+                await self._remove(sess.sb)  # shielded and bounded: gone before a cancel returns
+                sess.closed.set()
 
-    async def _run_exec(
-        self, sb: Sandbox, spec: RunSpec, files: list[tuple[str, bytes]], limits: Limits, on_output: OnOutput | None
-    ) -> ExecutionResult:
-        await trio.to_thread.run_sync(paths.write_inputs, sb.run_dir, files, bytes(spec.stdin), limiter=self._limiter)
-        api = self._api()
-        cmd = wrapper(spec.command, limits)
-        create = functools.partial(api.exec_create, sb.container_id, cmd, user=USER, workdir=WORKSPACE)
-        exec_id = (await self._call(create))["Id"]
+    async def _new_runner(self, image: str, limits: Limits) -> Sandbox:
+        # No job label: a runner sandbox serves many jobs.
+        return await self._new_sandbox(limits, None, session.RUNNER_COMMAND, "runner", warm=False, image=image,
+                                       runner=True)
 
-        async def exit_code() -> int | None:
-            # The output can end before the process does (it may close its descriptors).
-            while True:
-                info = await self._call(api.exec_inspect, exec_id, abandon=True)
-                if not info.get("Running"):
-                    return info.get("ExitCode")
-                await trio.sleep(0.02)
-
-        t0 = time.perf_counter()
-        sock = prepare_stream(await self._call(lambda: api.exec_start(exec_id, socket=True)))
+    async def _serve_runner(self, sb: Sandbox, *, task_status: trio.TaskStatus[Session]) -> None:
+        """A runner sandbox's session, alive in the service until it is closed."""
         try:
-            out, killed, counters, code = await supervise(
-                sb, sock, limits, on_output, exit_code, self._kill, settings=self._settings, readers=self._readers
-            )
+            async with session.serving(sb, self._engine) as sess:
+                task_status.started(sess)
+                await sess.closed.wait()
         finally:
-            shutdown(sock)
-        duration = (time.perf_counter() - t0) * 1000
-        final = cgroup_counters(sb.container_id) if killed is None else None
-        counters = final if final is not None else counters
-        oom = bool(counters and counters[0])
-        if not oom and killed is None and counters is None and code is not None and code >= 128:
-            # No cgroup view: the engine records an OOM kill once the container stops.
-            await self._kill(sb)
-            state = await self._call(api.inspect_container, sb.container_id, abandon=True)
-            oom = bool(state["State"].get("OOMKilled"))
-        files_out: list[tuple[str, bytes]] = []
-        if spec.collect and killed is None and not oom:
-            files_out = await self._collect(sb, dict(files))
-        return verdict(code, out, killed, oom, counters, duration, files_out, final_counters=final is not None)
+            if sb.container_id in self._in_use:
+                await self._remove(sb)
 
-    async def _collect(self, sb: Sandbox, inputs: dict[str, bytes]) -> list[tuple[str, bytes]]:
-        """What the program left in the workspace: regular files only, never followed links."""
-        import io
+    async def _expire_loop(self) -> None:
+        while True:
+            await trio.sleep(min(1.0, max(0.05, self._runners.keep_s / 4)))
+            for sess in self._runners.expired(trio.current_time()):
+                sess.closed.set()
 
-        api = self._api()
-        cap = self._settings.disk_mb * MIB
-        tar = ["tar", "-C", WORKSPACE, "-cf", "-", "."]
-        exec_id = (await self._call(functools.partial(api.exec_create, sb.container_id, tar, user=USER)))["Id"]
-        sock = prepare_stream(await self._call(lambda: api.exec_start(exec_id, socket=True)))
-
-        def read_all() -> bytes:
-            from docker.utils.socket import frames_iter
-
-            data = bytearray()
-            for stream_id, chunk in frames_iter(sock, tty=False):
-                if stream_id == 1 and len(data) <= cap + (1 << 20):
-                    data += chunk
-            return bytes(data)
-
+    async def _judged(self, sess: Session, p: Plan, on_output: OnOutput | None) -> ExecutionResult:
+        self._active += 1
+        termination = "error"
         try:
-            blob = await trio.to_thread.run_sync(read_all, limiter=self._readers, abandon_on_cancel=True)
-        except OSError as exc:
-            raise SandboxError(f"collecting the workspace failed: {exc}") from None
+            result = await sess.run(p, on_output)
+            termination = result.termination
+            return result
+        except BaseException as exc:
+            if _is_cancellation(exc):
+                termination = "cancelled"
+            raise
         finally:
-            shutdown(sock)
-        try:
-            files_out, _ = paths.read_tar_files(io.BytesIO(blob), inputs, cap)
-        except Exception as exc:  # noqa: BLE001 - a torn archive (workspace still changing)
-            log.warning("workspace archive unreadable: %s", exc)
-            return []
-        return files_out
+            self._active -= 1
+            self._runs[termination] += 1

@@ -9,9 +9,30 @@ The SDK is imported only when first needed.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import trio
+
+from ..config import Settings
 from ..errors import SandboxError, SandboxUnavailable
+
+if TYPE_CHECKING:
+    from .pool import Sandbox
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What running a program needs of the controller: its Docker calls (in worker threads,
+    exceptions translated), its kill, its current settings and its thread limiters."""
+
+    call: Callable[..., Awaitable[Any]]
+    api: Callable[[], Any]
+    kill: Callable[[Sandbox], Awaitable[None]]
+    settings: Callable[[], Settings]
+    limiter: trio.CapacityLimiter
+    readers: trio.CapacityLimiter
 
 
 def open_client(docker_url: str | None, timeout: float = 300.0) -> Any:

@@ -1,9 +1,10 @@
 """Per-run resource limits: resolved from a request, capped by the server's maxima.
 
 A :class:`Limits` is what a run gets; :func:`resolve_limits` turns the contract's
-``limits`` object (``{timeout_s, memory_mb, cpus, pids}``) into one, and
-:func:`host_config_kwargs` turns one into the Docker host configuration every sandbox
-container is created with, so cold and warm containers are confined alike.
+``limits`` object (``{timeout_s, memory_mb, cpus, pids, compile_timeout_s,
+compile_memory_mb}``) into one, and :func:`host_config_kwargs` turns one into the Docker
+host configuration every sandbox container is created with, so cold, warm and runner
+containers are confined alike.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ INPUT_MOUNT = "/atomic"
 WORKSPACE = "/workspace"
 #: The unprivileged user of the image.
 USER = "10001:10001"
+#: What a runner container adds to the processes it holds for the program: docker-init
+#: and the runner (see :mod:`.runner`).
+RUNNER_PIDS = 2
+#: The only capabilities a runner container keeps, for the runner alone: becoming each
+#: step's fresh uid, and killing that uid's processes. Programs never hold any.
+RUNNER_CAPS = ["SETUID", "SETGID", "KILL"]
 
 
 @dataclass(frozen=True)
@@ -34,9 +41,12 @@ class Limits:
     memory_mb: int
     cpus: float
     pids: int
+    compile_timeout_s: float = 30.0
+    compile_memory_mb: int = 512
 
     def to_dict(self) -> dict[str, float | int]:
-        return {"timeout_s": self.timeout_s, "memory_mb": self.memory_mb, "cpus": self.cpus, "pids": self.pids}
+        return {"timeout_s": self.timeout_s, "memory_mb": self.memory_mb, "cpus": self.cpus, "pids": self.pids,
+                "compile_timeout_s": self.compile_timeout_s, "compile_memory_mb": self.compile_memory_mb}
 
 
 def default_limits(settings: Settings) -> Limits:
@@ -45,6 +55,8 @@ def default_limits(settings: Settings) -> Limits:
         memory_mb=settings.default_memory_mb,
         cpus=settings.cpus,
         pids=settings.pids,
+        compile_timeout_s=settings.compile_timeout_s,
+        compile_memory_mb=settings.compile_memory_mb,
     )
 
 
@@ -54,9 +66,12 @@ _FIELDS = {
     "memory_mb": (int, "default_memory_mb", "memory_limit_mb"),
     "cpus": (float, "cpus", "max_cpus"),
     "pids": (int, "pids", "max_pids"),
+    "compile_timeout_s": (float, "compile_timeout_s", "max_compile_timeout_s"),
+    "compile_memory_mb": (int, "compile_memory_mb", "max_compile_memory_mb"),
 }
 # Below these a run cannot even start its interpreter.
-_MINIMA = {"timeout_s": 0.001, "memory_mb": 16, "cpus": 0.01, "pids": 8}
+_MINIMA = {"timeout_s": 0.001, "memory_mb": 16, "cpus": 0.01, "pids": 8, "compile_timeout_s": 0.001,
+           "compile_memory_mb": 16}
 
 
 def resolve_limits(settings: Settings, user: Mapping[str, Any] | None) -> Limits:
@@ -69,10 +84,10 @@ def resolve_limits(settings: Settings, user: Mapping[str, Any] | None) -> Limits
     if user is None:
         user = {}
     if not isinstance(user, Mapping):
-        raise ValidationError("limits", "expected an object with timeout_s, memory_mb, cpus, pids")
+        raise ValidationError("limits", "expected an object with " + ", ".join(_FIELDS))
     unknown = sorted(set(user) - set(_FIELDS))
     if unknown:
-        raise ValidationError(f"limits.{unknown[0]}", "unknown limit; expected timeout_s, memory_mb, cpus or pids")
+        raise ValidationError(f"limits.{unknown[0]}", "unknown limit; expected one of " + ", ".join(_FIELDS))
     values: dict[str, Any] = {}
     for name, (kind, default_attr, max_attr) in _FIELDS.items():
         raw = user.get(name)
@@ -106,7 +121,7 @@ def warm_key(limits: Limits) -> tuple[int, float, int]:
     return (limits.memory_mb, limits.cpus, limits.pids)
 
 
-def host_config_kwargs(settings: Settings, limits: Limits, run_dir: str) -> dict[str, Any]:
+def host_config_kwargs(settings: Settings, limits: Limits, run_dir: str, *, runner: bool = False) -> dict[str, Any]:
     """Keyword arguments for ``APIClient.create_host_config``: every confinement in one place.
 
     The root filesystem is read-only; ``/workspace`` and ``/tmp`` are tmpfs mounts with a
@@ -114,24 +129,37 @@ def host_config_kwargs(settings: Settings, limits: Limits, run_dir: str) -> dict
     limit). The run's inputs arrive through a read-only bind mount of ``run_dir``.
     RLIMIT_CPU is set here at the server's maximum and lowered per run by the wrapper
     (:func:`cpu_seconds`), so a warm container serves runs of any wall-clock limit.
+
+    A ``runner`` container (:mod:`.runner`) keeps :data:`RUNNER_CAPS` for its runner,
+    and its ``/workspace`` and ``/tmp`` are root's (the runner makes them mode 1733: each
+    step makes its own directories there, which no other step can list or remove). Its memory and process
+    limits are those of its first step (the controller changes them between steps).
     """
     mem = limits.memory_mb * MIB
-    cpu_max = cpu_seconds(settings.max_timeout_s, settings.max_cpus)
+    cpu_max = cpu_seconds(max(settings.max_timeout_s, settings.max_compile_timeout_s), settings.max_cpus)
     disk = settings.disk_mb
-    return {
-        "binds": {run_dir: {"bind": INPUT_MOUNT, "mode": "ro"}},
-        "tmpfs": {
+    if runner:
+        tmpfs = {
+            WORKSPACE: f"rw,exec,nosuid,nodev,size={disk}m",
+            "/tmp": f"rw,exec,nosuid,nodev,size={disk}m",
+        }
+    else:
+        tmpfs = {
             WORKSPACE: f"rw,exec,nosuid,nodev,size={disk}m,uid=10001,gid=10001,mode=0755",
             "/tmp": f"rw,exec,nosuid,nodev,size={disk}m,mode=1777",
-        },
+        }
+    return {
+        "binds": {run_dir: {"bind": INPUT_MOUNT, "mode": "ro"}},
+        "tmpfs": tmpfs,
         "read_only": True,
         "network_mode": "none",
         "cap_drop": ["ALL"],
+        "cap_add": RUNNER_CAPS if runner else None,
         "security_opt": ["no-new-privileges"],
         "mem_limit": mem,
         "memswap_limit": mem,
         "nano_cpus": int(limits.cpus * 1e9),
-        "pids_limit": limits.pids,
+        "pids_limit": limits.pids + (RUNNER_PIDS if runner else 0),
         "ulimits": [
             {"Name": "cpu", "Soft": cpu_max, "Hard": cpu_max},
             {"Name": "core", "Soft": 0, "Hard": 0},

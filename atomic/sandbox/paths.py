@@ -118,6 +118,11 @@ def write_inputs(run_dir: str, files: list[tuple[str, bytes]], stdin: bytes) -> 
         fh.write(stdin)
 
 
+def write_file(run_dir: str, name: str, data: bytes) -> None:
+    """A file of ours (not the run's) beside ``files/`` in ``run_dir``, readable in the sandbox."""
+    _write_new(os.path.join(run_dir, name), data)
+
+
 def _write_new(path: str, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:

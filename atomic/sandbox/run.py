@@ -20,11 +20,17 @@ from typing import Any
 import trio
 
 from ..config import Settings
+from ..contract.documents import CaseResult, CompileResult, ExecutionResult
+from ..contract.requests import TestCaseIn
+from ..contract.types import Verdict
+from .judge import compile_failed, run_verdict
 from .limits import INPUT_MOUNT, WORKSPACE, Limits, cpu_seconds
 from .pool import Sandbox
 
 TERMINATIONS = ("exited", "timeout", "oom", "pids", "output_limit", "cancelled", "error")
-OnOutput = Callable[[str, str], None]
+# (stream, text, case): ``case`` names the test case the output is from (its name, else
+# its index), None for a plain run.
+OnOutput = Callable[[str, str, "str | int | None"], None]
 
 # What a process prints when fork/clone fails with EAGAIN (pids limit), when no cgroup
 # counter can tell us.
@@ -32,37 +38,128 @@ _FORK_MARKERS = ("Resource temporarily unavailable", "BlockingIOError", "fork: r
 
 
 @dataclass(frozen=True)
+class Case:
+    """One test case: the program runs once with it. ``None`` takes the run's own value.
+
+    ``command`` (internal, not in the contract) replaces the run command for this case
+    alone: a job's test program (``test_code``) is one more case, run after the program.
+    """
+
+    name: str | None = None
+    stdin: bytes | None = None
+    args: tuple[str, ...] | None = None
+    expected_stdout: str | None = None
+    expected_exit_code: int | None = None
+    command: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class RunSpec:
-    """One program run. ``limits=None`` means the server defaults."""
+    """One program run. ``limits=None`` means the server defaults.
+
+    ``command`` replaces the language's run command (for a compiled language, the command
+    run after the compile); None runs ``entrypoint`` (default: the language's) the
+    language's way. ``args`` follow the command. With ``tests`` the program runs once per
+    case, after one compile, and each case gets a verdict (:mod:`.judge`).
+    """
 
     files: list[tuple[str, bytes]]
-    command: list[str]
+    command: list[str] | None = None
     stdin: bytes = b""
     limits: Limits | None = None
     job_id: str | None = None
     collect: bool = False
+    language: str = "python"
+    entrypoint: str | None = None
+    args: tuple[str, ...] = ()
+    tests: tuple[Case, ...] | None = None
+    compare: str = "lines"
+
+
+def case_of(case: TestCaseIn, command: tuple[str, ...] | None = None) -> Case:
+    """The contract's test case as the sandbox runs it."""
+    return Case(
+        name=case.name,
+        stdin=None if case.stdin is None else case.stdin.encode(),
+        args=None if case.args is None else tuple(case.args),
+        expected_stdout=case.expected_stdout,
+        expected_exit_code=case.expected_exit_code,
+        command=command,
+    )
 
 
 @dataclass(frozen=True)
-class ExecutionResult:
+class StepResult:
+    """How one process ended (a run, a test case or a compile), as the sandbox saw it.
+    :func:`judged` turns steps into the contract's records."""
+
     exit_code: int | None
     stdout: str
     stderr: str
     duration_ms: float
     termination: str
     truncated: bool
+
+
+@dataclass(frozen=True)
+class Ran:
+    """A run's result (the contract's :class:`~atomic.contract.ExecutionResult`) and the
+    files the program wrote, when the run collected them (``RunSpec.collect``)."""
+
+    result: ExecutionResult
     files_out: list[tuple[str, bytes]] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The contract's execution record."""
-        return {
-            "exit_code": self.exit_code,
-            "stdout": self.stdout,
-            "stderr": self.stderr,
-            "duration_ms": round(self.duration_ms, 3),
-            "termination": self.termination,
-            "truncated": self.truncated,
-        }
+
+def _step_fields(step: StepResult) -> dict[str, Any]:
+    return {
+        "exit_code": step.exit_code,
+        "stdout": step.stdout,
+        "stderr": step.stderr,
+        "duration_ms": round(step.duration_ms, 3),
+        "termination": step.termination,
+        "truncated": step.truncated,
+    }
+
+
+def plain_result(step: StepResult) -> ExecutionResult:
+    """A run without test cases or compile: judged by how it ended."""
+    return ExecutionResult(**_step_fields(step), verdict=run_verdict(step.termination, step.exit_code))
+
+
+def case_result(name: str | None, verdict: Verdict, step: StepResult) -> CaseResult:
+    return CaseResult(name=name, verdict=verdict, **_step_fields(step))
+
+
+def judged(compile: StepResult | None, cases: list[CaseResult], *, tests: int | None) -> ExecutionResult:
+    """A compiled or judged run as the contract reports it.
+
+    ``cases`` are the runs after the compile (one, unnamed, without test cases; none when
+    the compile failed); ``tests`` is how many cases were asked for (None: a run without
+    test cases). The run fields are the first case's not accepted, else the last's; after
+    a failed compile they are the compiler's, so a reader of stdout/stderr alone still
+    sees why (``tests`` is then empty while ``total`` counts the cases asked for).
+    """
+    compiled = None
+    if compile is not None:
+        fields = _step_fields(compile)
+        del fields["truncated"]
+        compiled = CompileResult(**fields)
+        if compile_failed(compile.termination, compile.exit_code):
+            return ExecutionResult(**_step_fields(compile), verdict="compile_error", compile=compiled,
+                                   tests=None if tests is None else [],
+                                   passed=None if tests is None else 0, total=tests)
+    if not cases:
+        raise ValueError("a run with no compile error has at least one case")
+    top = next((c for c in cases if c.verdict != "accepted"), cases[-1])
+    out = ExecutionResult(
+        exit_code=top.exit_code, stdout=top.stdout, stderr=top.stderr, duration_ms=top.duration_ms,
+        termination=top.termination, truncated=top.truncated, verdict=top.verdict, compile=compiled,
+    )
+    if tests is not None:
+        out.tests = cases
+        out.passed = sum(1 for c in cases if c.verdict == "accepted")
+        out.total = tests
+    return out
 
 
 def wrapper(command: list[str], limits: Limits) -> list[str]:
@@ -156,7 +253,7 @@ class Output:
         if self.on_output is not None:
             text = self.dec[name].decode(data)
             if text:
-                self.on_output(name, text)
+                self.on_output(name, text, None)
 
     def text(self, name: str) -> str:
         # Not final: a multibyte character cut by the cap is dropped, not mangled.
@@ -234,7 +331,7 @@ async def supervise(
     return out, killed, counters, code
 
 
-def verdict(
+def outcome(
     code: int | None,
     out: Output,
     killed: str | None,
@@ -244,7 +341,7 @@ def verdict(
     files_out: list[tuple[str, bytes]],
     *,
     final_counters: bool,
-) -> ExecutionResult:
+) -> Ran:
     """How the run ended, from what :func:`supervise` saw and the engine reported."""
     stdout, stderr = out.text("stdout"), out.text("stderr")
     pids = bool(counters and counters[1])
@@ -263,12 +360,5 @@ def verdict(
         termination = "error"
     else:
         termination = "exited"
-    return ExecutionResult(
-        exit_code=code,
-        stdout=stdout,
-        stderr=stderr,
-        duration_ms=duration_ms,
-        termination=termination,
-        truncated=out.truncated,
-        files_out=files_out,
-    )
+    step = StepResult(code, stdout, stderr, duration_ms, termination, out.truncated)
+    return Ran(plain_result(step), files_out)

@@ -14,20 +14,18 @@ from .. import __version__, errors, tracing
 from ..contract import (
     EXPORT_FORMATS,
     JOB_STATES,
+    PRIORITIES,
     BatchRequest,
     ExecuteRequest,
-    ExecutionResult,
     GenerateRequest,
     JobDocument,
     JobPage,
-    LanguageInfo,
     LanguageList,
     PreparedRun,
     prepare_run,
-    run_limits,
 )
 from ..contract.documents import BatchError, ErrorInfo
-from ..pipeline.languages import LANGUAGES
+from ..sandbox.run import RunSpec, case_of
 from ..store.artifacts import FORMATS
 from .http import bool_arg, encode, json_response, read_body, runtime
 from .openapi import document
@@ -51,14 +49,7 @@ async def status() -> Response:
 
 @routes.get("/api/languages")
 async def languages() -> Response:
-    rt = runtime()
-    offered = rt.languages()
-    image = rt.settings.sandbox_image
-    return json_response(LanguageList(languages=[
-        LanguageInfo(name=lang.name, version=None, compiled=False, entrypoint=lang.entrypoint,
-                     available=lang.name in offered, image=image)
-        for lang in sorted(LANGUAGES.values(), key=lambda lang: lang.name)
-    ]))
+    return json_response(LanguageList(languages=runtime().sandbox.languages_info()))
 
 
 @routes.get("/api/metrics")
@@ -86,8 +77,7 @@ async def accept_generate(rt: Runtime, req: GenerateRequest, wait: bool, tracepa
     Shared by this route and the ASGI fast path, so both answer alike. ``traceparent``:
     the request's W3C header, read only when tracing is on.
     """
-    rt.check_language(req.language)
-    rt.sandbox.resolve_limits(run_limits(req.limits))  # 422 now, not a failed job later
+    rt.check_job(req)  # 422 now, not a failed job later
     wait = wait or req.wait is True
     job = await rt.manager.submit(req.spec(), traceparent=traceparent)
     headers = {"Location": f"/api/jobs/{job.id}"}
@@ -149,7 +139,7 @@ async def artifact(job_id: str) -> Response:
 
 def _prepare(rt: Runtime, body: ExecuteRequest, where: str = "") -> PreparedRun:
     """The checks a schema cannot state, and the limits (422 before anything runs)."""
-    run = prepare_run(body, rt.sandbox.languages(), where)
+    run = prepare_run(body, rt.sandbox.languages(), where, rt.settings.output_limit_bytes)
     try:
         rt.sandbox.resolve_limits(run.limits)
     except errors.ValidationError as exc:
@@ -157,19 +147,19 @@ def _prepare(rt: Runtime, body: ExecuteRequest, where: str = "") -> PreparedRun:
     return run
 
 
-async def _execute(rt: Runtime, run: PreparedRun) -> ExecutionResult:
-    from ..sandbox import RunSpec
-
-    limits = rt.sandbox.resolve_limits(run.limits)
-    spec = RunSpec(files=run.files, command=run.command, stdin=run.stdin, limits=limits)
-    return await rt.manager.execute(spec, run.priority)
+def _spec(rt: Runtime, run: PreparedRun) -> RunSpec:
+    return RunSpec(
+        files=run.files, command=run.command, stdin=run.stdin, limits=rt.sandbox.resolve_limits(run.limits),
+        language=run.language, entrypoint=run.entrypoint, args=run.args,
+        tests=None if run.tests is None else tuple(case_of(t) for t in run.tests), compare=run.compare,
+    )
 
 
 @routes.post("/api/execute")
 async def execute() -> Response:
     rt = runtime()
     run = _prepare(rt, await read_body(ExecuteRequest))
-    return json_response(await _execute(rt, run))
+    return json_response(await rt.manager.execute(_spec(rt, run), run.priority))
 
 
 @routes.post("/api/execute/batch")
@@ -177,18 +167,13 @@ async def execute_batch() -> Response:
     rt = runtime()
     body = await read_body(BatchRequest)
     runs = [_prepare(rt, r, f"runs[{i}].") for i, r in enumerate(body.runs)]
-    results: list[ExecutionResult | BatchError | None] = [None] * len(runs)
-
-    async def one(i: int, run: PreparedRun) -> None:
-        try:
-            results[i] = await _execute(rt, run)
-        except errors.AtomicError as exc:
-            results[i] = BatchError(error=ErrorInfo(code=exc.code, message=exc.message))
-
-    async with trio.open_nursery() as nursery:
-        for i, run in enumerate(runs):
-            nursery.start_soon(one, i, run)
-    return json_response({"results": results})
+    # One queue item for the whole batch, at its most urgent run's priority.
+    priority = max((run.priority for run in runs), key=PRIORITIES.index)
+    results = await rt.manager.execute_batch([_spec(rt, run) for run in runs], priority)
+    return json_response({"results": [
+        BatchError(error=ErrorInfo(code=r.code, message=r.message)) if isinstance(r, errors.AtomicError) else r
+        for r in results
+    ]})
 
 
 # --- WebSocket route, asked for without the upgrade ------------------------------------------

@@ -19,9 +19,10 @@ import trio
 from .. import __version__
 from ..config import Settings
 from ..contract import Agent, QueueInfo, SandboxInfo, Status, Workers
-from ..contract.decode import check_language
+from ..contract import JobSpec, run_limits
+from ..contract.decode import check_job, check_language
 from ..metrics import Metrics
-from ..pipeline.languages import supported
+from ..languages import supported
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
@@ -65,6 +66,13 @@ class Runtime:
     def check_language(self, name: str, field: str = "language") -> None:
         """422 ``language_unavailable`` unless the sandbox image offers ``name``."""
         check_language(name, self.sandbox.languages(), field)
+
+    def check_job(self, spec: JobSpec) -> None:
+        """Everything about a generate body that is refused before the job exists (422):
+        the language offered, the limits, the tests and the test program."""
+        self.check_language(spec.language)
+        self.sandbox.resolve_limits(run_limits(spec.limits))
+        check_job(spec, self.settings.output_limit_bytes)
 
     def status(self) -> Status:
         """The /api/status document: cached facts only, no I/O."""

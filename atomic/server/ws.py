@@ -27,7 +27,6 @@ from ..contract import (
     GenerateRequest,
     StateEvent,
     decode_json,
-    run_limits,
 )
 from ..contract.decode import field_error
 from ..contract.stream import Event
@@ -99,8 +98,7 @@ async def _session(rt: Runtime) -> None:
             buf = _follow(job)
         else:
             req = _convert(first, GenerateRequest)
-            rt.check_language(req.language)
-            rt.sandbox.resolve_limits(run_limits(req.limits))
+            rt.check_job(req)
             buf = EventBuffer()
             traceparent = websocket.headers.get("traceparent") if tracing.enabled() else None
             job = await rt.manager.submit(req.spec(), watcher=buf, traceparent=traceparent)

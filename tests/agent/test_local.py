@@ -140,7 +140,7 @@ async def _run(provider, messages, **kw) -> Finish:
 async def test_samples_evaluate_the_shared_prompt_once(provider) -> None:
     """Best-of-k on the local model: k generations of one prompt, one after another; the
     prompt is evaluated by the first only, each further sample evaluates one token."""
-    from atomic.pipeline.languages import LANGUAGES
+    from atomic.languages import LANGUAGES
     from atomic.pipeline.prompt import messages as build_messages
 
     msgs = build_messages("Print the sum of the integers from 1 to 100.", LANGUAGES["python"])
@@ -163,7 +163,7 @@ async def test_samples_evaluate_the_shared_prompt_once(provider) -> None:
 
 @pytest.mark.model
 async def test_system_prompt_state_is_reused_across_jobs(provider) -> None:
-    from atomic.pipeline.languages import LANGUAGES
+    from atomic.languages import LANGUAGES
     from atomic.pipeline.prompt import messages as build_messages
 
     first = build_messages("Print the first 10 square numbers.", LANGUAGES["python"])
@@ -231,7 +231,7 @@ async def test_a_cancelled_waiter_gives_up_its_place(autojump_clock) -> None:
 async def test_interleaved_samples_still_reuse_their_prompt(provider) -> None:
     """Samples of two jobs arriving interleaved (A B A B) run A A B B: each second sample
     evaluates one token."""
-    from atomic.pipeline.languages import LANGUAGES
+    from atomic.languages import LANGUAGES
     from atomic.pipeline.prompt import messages as build_messages
 
     a = build_messages("Print the numbers 1 to 5.", LANGUAGES["python"])

@@ -1,12 +1,9 @@
 """atomic eval against a server speaking the contract's tested generation.
 
-Today's Atomic server answers ``samples``/``judge_all`` with 422 (tested generation is
-being built), so these tests use ``contract_server.ContractServer``: real HTTP and
-WebSocket on 127.0.0.1, the real runner and CLI. Once tested generation lands, move
-test_cli_scores_a_run, test_queue_full_is_waited_out, test_resume_after_kill and
-test_ctrl_c_cancels_jobs_in_flight to tests/server's ``make_server`` with the replay
-provider (a replayed program that passes or fails known tests), and tighten
-test_real_server_today to assert scores.
+Most tests use ``contract_server.ContractServer`` (real HTTP and WebSocket on 127.0.0.1,
+the real runner and CLI), whose jobs are scripted: verdicts, delays, hangs and failures
+on cue. test_scores_on_a_real_server runs atomic eval against Atomic's own server (the
+replay provider as the model, Docker judging the programs) and checks the scores.
 """
 
 from __future__ import annotations
@@ -225,27 +222,30 @@ async def test_ctrl_c_cancels_jobs_in_flight(contract: ContractServer, tmp_path:
 
 
 @pytest.mark.docker
-async def test_real_server_today(make_server, tmp_path: Path) -> None:
-    """Against a real Atomic server (replay provider, real sandbox). Until tested generation
-    lands it refuses ``samples``/``judge_all`` (422), or finishes jobs without
-    ``candidates``; either way every task gets exactly one record naming what happened and
-    the run ends normally. Once tested generation lands, assert the scores here: the replay
-    provider's program (squares 1..100) passes a task that expects them and fails one that
-    does not."""
+async def test_scores_on_a_real_server(make_server, tmp_path: Path) -> None:
+    """Against a real Atomic server (replay provider, real sandbox): the replay provider's
+    program (squares 1..10) passes a task that expects them and fails one that does not,
+    each sample judged to the end (``judge_all``), so the scores are known exactly."""
     server = await make_server()
     path = tmp_path / "tasks.jsonl"
     path.write_text("\n".join(json.dumps(t) for t in [
         {"task_id": "squares", "prompt": "Print the first 10 squares.",
          "tests": [{"stdin": "", "expected_stdout": "".join(f"{i * i}\n" for i in range(1, 11))}]},
         {"task_id": "wrong", "prompt": "Print 42.", "tests": [{"stdin": "", "expected_stdout": "42\n"}]},
+        {"task_id": "tested", "prompt": "Squares.",
+         "test_code": "import subprocess, sys\nout = subprocess.run([sys.executable, 'main.py'], "
+                      "capture_output=True, text=True).stdout\nassert out.split()[-1] == '100'\n"},
     ]) + "\n")
     out = tmp_path / "out"
-    proc = await run_cli("eval", str(path), "--url", server.url, "--out", str(out), "--samples", "2")
-    assert proc.returncode in (0, 1), proc.stderr.decode()
-    recs = read_results(out / "results.jsonl")
-    assert sorted(r["task_id"] for r in recs) == ["squares", "wrong"]
-    for rec in recs:
-        assert rec["n"] == 2 or (rec["n"] == 0 and rec["error"]["code"] in {"validation_error", "no_candidates"})
+    proc = await run_cli("eval", str(path), "--url", server.url, "--out", str(out), "--samples", "2", limit=180)
+    assert proc.returncode == 0, proc.stderr.decode()
+    recs = {r["task_id"]: r for r in read_results(out / "results.jsonl")}
+    assert {k: (r["n"], r["c"]) for k, r in recs.items()} == {"squares": (2, 2), "wrong": (2, 0), "tested": (2, 2)}
+    assert [s["verdict"] for s in recs["wrong"]["samples"]] == ["wrong_answer", "wrong_answer"]
+    # Every sample was sent with its own seed and judged to the end.
+    jobs = (await server.client.get("/api/jobs")).json()["jobs"]
+    assert all(j["request"]["samples"] == 2 and j["request"]["judge_all"] for j in jobs)
+    assert all([c["seed"] for c in j["candidates"]] == [j["candidates"][0]["seed"], j["candidates"][0]["seed"] + 1]
+               for j in jobs)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["recorded"] == 2 and summary["scored"] + summary["errors"] == 2
-    assert (proc.returncode == 1) == (summary["errors"] > 0)
+    assert summary["pass@k"]["1"] == pytest.approx(2 / 3) and summary["pass@k"]["2"] == pytest.approx(2 / 3)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from atomic.eval.formats import read_tasks
-from atomic.pipeline.languages import LANGUAGES
+from atomic.languages import LANGUAGES
 
 REPO = Path(__file__).resolve().parents[2]
 TASKS = REPO / "benchmarks" / "tasks" / "atomic.jsonl"

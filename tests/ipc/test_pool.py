@@ -194,7 +194,7 @@ async def test_caller_cancellation_frees_the_connection(ipc_settings) -> None:
         await trio.sleep(0.05)
         assert provider.tokens_sent == sent < 50
         provider.tokens_per_s = 0
-        provider._words = split_words("short answer")
+        provider._words = [split_words("short answer")]
         done = await pool.generate(REQUEST)
         assert done["text"] == "short answer"
         assert agent.statistics().connections_total == 1

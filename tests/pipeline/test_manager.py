@@ -37,7 +37,7 @@ from atomic.pipeline.job import EventBuffer, Job, State
 from atomic.pipeline.manager import JobManager
 from atomic.pipeline.services import Sandbox, Services
 from atomic.queue import JobQueue
-from atomic.sandbox import ExecutionResult, Limits, RunSpec, resolve_limits
+from atomic.sandbox import ExecutionResult, Limits, Ran, RunSpec, resolve_limits
 from atomic.store import ArtifactStore, JobStore
 
 FAR = 1e6  # a bound that is not under test
@@ -92,6 +92,12 @@ class SlowSandbox:
     def languages(self) -> list[str]:
         return []
 
+    def image_for(self, language: str) -> str:
+        return "stand-in"
+
+    def image_id(self, language: str) -> str | None:
+        return None
+
     def resolve_limits(self, user: dict[str, Any] | None) -> Limits:
         return resolve_limits(self.settings, user)
 
@@ -102,7 +108,13 @@ class SlowSandbox:
         self.runs += 1
         await trio.sleep(self.run_s)
         return ExecutionResult(exit_code=0, stdout="ok\n", stderr="", duration_ms=self.run_s * 1000,
-                               termination="exited", truncated=False)
+                               termination="exited", truncated=False, verdict="accepted")
+
+    async def execute_collecting(self, spec: RunSpec, on_output: Any = None) -> Ran:
+        return Ran(await self.execute(spec, on_output))
+
+    async def execute_batch(self, specs: list[RunSpec]) -> list[ExecutionResult | errors.AtomicError]:
+        return [await self.execute(spec) for spec in specs]
 
 
 class FailingFirstPut:

@@ -1,6 +1,6 @@
 from atomic.contract import ExecutionResult
+from atomic.languages import LANGUAGES
 from atomic.pipeline import prompt
-from atomic.pipeline.languages import LANGUAGES
 
 PY = LANGUAGES["python"]
 
@@ -59,3 +59,29 @@ def test_repair_messages_carry_the_failure():
     assert out[:2] == msgs
     assert out[2] == {"role": "assistant", "content": "```python\nboom\n```"}
     assert "exit code 1" in out[3]["content"] and "NameError: boom" in out[3]["content"]
+
+
+def test_every_language_prompt_names_its_fence_entry_and_how_it_runs():
+    from atomic.languages import LANGUAGES as ALL
+
+    for lang in ALL.values():
+        system = prompt.messages("x", lang)[0]["content"]
+        assert f"```{lang.fences[0]} {lang.entrypoint}" in system
+        assert " ".join(lang.command()) in system
+        if lang.compiled:
+            assert "compiled with `" in system and lang.entrypoint in system.split("compiled with")[1]
+
+
+def test_unnamed_blocks_of_other_languages_become_their_entry_points():
+    from atomic.languages import LANGUAGES as ALL
+
+    go = prompt.extract_files("```go\npackage main\nfunc main() {}\n```", ALL["go"])
+    assert [(f.path, f.content) for f in go] == [("main.go", "package main\nfunc main() {}\n")]
+    java = prompt.extract_files("```java\nclass Main {}\n```\n```text\nout\n```", ALL["java"])
+    assert [f.path for f in java] == ["Main.java"]
+    bare = prompt.extract_files("#include <stdio.h>\nint main(void){return 0;}", ALL["c"])
+    assert [f.path for f in bare] == ["main.c"]
+    broken = ExecutionResult(exit_code=1, stdout="", stderr="error[E0308]", duration_ms=9.0, termination="exited",
+                             truncated=False, verdict="compile_error")
+    repair = prompt.repair_messages([], "a", ALL["rust"], broken)
+    assert "a compile error" in repair[-1]["content"] and "error[E0308]" in repair[-1]["content"]

@@ -66,7 +66,7 @@ def test_execute_paths_are_checked_and_entry_resolved():
     run = prepare_run(decode(b'{"files": [{"path": "./main.py", "content": "print(1)"}], "args": ["-v"]}',
                              ExecuteRequest))
     assert run.files == [("main.py", b"print(1)")]
-    assert run.command == ["python3", "main.py", "-v"]
+    assert (run.entrypoint, run.command, run.args, run.tests, run.compare) == ("main.py", None, ("-v",), None, "lines")
     with pytest.raises(ValidationError) as info:
         prepare_run(decode(b'{"files": [{"path": "../etc/passwd", "content": ""}]}', ExecuteRequest))
     assert info.value.field == "files[0].path"
@@ -90,3 +90,69 @@ def test_batch_names_the_run():
     with pytest.raises(ValidationError, match="length <= 64"):
         decode(b'{"runs": [' + b",".join([b'{"files": [{"path": "a.py", "content": ""}]}'] * 65) + b"]}",
                BatchRequest)
+
+
+def execute(body: dict, **kw) -> object:
+    return prepare_run(decode(msgspec.json.encode(body), ExecuteRequest), **kw)
+
+
+def test_execute_tests_args_compare_and_compile_limits():
+    run = execute({
+        "language": "c", "files": [{"path": "x.c", "content": ""}], "args": ["-v", ""],
+        "tests": [{"name": "one", "stdin": "1", "expected_stdout": "2", "expected_exit_code": 0},
+                  {"args": ["a"]}],
+        "compare": "tokens", "limits": {"compile_timeout_s": 5, "compile_memory_mb": 256},
+    })
+    assert run.entrypoint == "x.c" and run.args == ("-v", "") and run.compare == "tokens" and run.command is None
+    one, two = run.tests
+    assert (one.name, one.stdin, one.args, one.expected_stdout, one.expected_exit_code) == ("one", "1", None, "2", 0)
+    assert (two.name, two.stdin, two.args) == (None, None, ["a"])
+    assert run.limits == {"compile_timeout_s": 5.0, "compile_memory_mb": 256}
+
+
+def test_a_command_runs_without_an_entry_point_unless_compiled():
+    run = execute({"files": [{"path": "lib.py", "content": ""}], "entrypoint": "x.py", "command": ["python3", "-V"]})
+    assert run.command == ["python3", "-V"] and run.entrypoint == "x.py"
+    with pytest.raises(ValidationError) as info:
+        execute({"language": "c", "files": [{"path": "a.c", "content": ""}], "entrypoint": "x.c",
+                 "command": ["./main"]})
+    assert info.value.field == "entrypoint"
+
+
+@pytest.mark.parametrize("extra, field", [
+    ({"tests": []}, "tests"),
+    ({"tests": [{}] * 65}, "tests"),
+    ({"tests": {"stdin": ""}}, "tests"),
+    ({"tests": [{"expected": "x"}]}, "tests[0].expected"),
+    ({"tests": [{"name": ""}]}, "tests[0].name"),
+    ({"tests": [{"name": "x" * 201}]}, "tests[0].name"),
+    ({"tests": [{"stdin": 1}]}, "tests[0].stdin"),
+    ({"tests": [{}, {"expected_exit_code": 256}]}, "tests[1].expected_exit_code"),
+    ({"tests": [{"expected_exit_code": True}]}, "tests[0].expected_exit_code"),
+    ({"tests": [{"args": "a b"}]}, "tests[0].args"),
+    ({"tests": [{"expected_stdout": "x" * 11}]}, "tests[0].expected_stdout"),
+    ({"args": "a"}, "args"),
+    ({"args": ["a\0b"]}, "args[0]"),
+    ({"compare": "fuzzy"}, "compare"),
+    ({"limits": {"compile_memory_mb": 1.5}}, "limits.compile_memory_mb"),
+    ({"language": "cobol"}, "language"),
+])
+def test_execute_bad_fields(extra, field):
+    body = {"files": [{"path": "main.py", "content": ""}], **extra}
+    with pytest.raises(ValidationError) as info:
+        execute(body, output_limit=10)
+    assert info.value.field == field and info.value.code == "validation_error", info.value
+
+
+def test_known_language_not_built_is_language_unavailable():
+    body = {"language": "rust", "files": [{"path": "main.rs", "content": ""}]}
+    with pytest.raises(ValidationError) as info:
+        execute(body, available=["python", "shell"])
+    assert info.value.code == "language_unavailable" and info.value.field == "language"
+    assert "atomic sandbox build-image --language rust" in info.value.message
+    batch = decode(msgspec.json.encode({"runs": [{"files": [{"path": "a.py", "content": ""}]}, body]}), BatchRequest)
+    with pytest.raises(ValidationError) as info:
+        for i, run in enumerate(batch.runs):
+            prepare_run(run, ["python"], f"runs[{i}].")
+    assert info.value.code == "language_unavailable" and info.value.field == "runs[1].language"
+    assert execute(body, available=[]).language == "rust"  # nothing known: not refused here

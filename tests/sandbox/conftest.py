@@ -85,3 +85,14 @@ async def any_controller(request, docker_client, sandbox_settings) -> AsyncItera
         hits = ctl.statistics().warm_hits
     if warm:
         assert hits >= 1, "the run did not take the warm path"
+
+
+@pytest.fixture
+def controller_with(docker_client, sandbox_settings):
+    """``async with controller_with(batch_lanes=1) as ctl:`` a running controller with the
+    sandbox settings, those changed."""
+
+    def make(**changes: object) -> contextlib.AbstractAsyncContextManager[SandboxController]:
+        return running(sandbox_settings.replace(**changes))
+
+    return make

@@ -51,9 +51,12 @@ def test_check_files_refuses_clashes_and_size():
 
 def test_limits_defaults_caps_and_errors(tmp_settings):
     s = tmp_settings
-    assert resolve_limits(s, None) == Limits(s.timeout_s, s.default_memory_mb, s.cpus, s.pids)
-    capped = resolve_limits(s, {"timeout_s": 10_000, "memory_mb": 1 << 20, "cpus": 64, "pids": 100_000})
-    assert capped == Limits(s.max_timeout_s, s.memory_limit_mb, s.max_cpus, s.max_pids)
+    assert resolve_limits(s, None) == Limits(s.timeout_s, s.default_memory_mb, s.cpus, s.pids,
+                                             s.compile_timeout_s, s.compile_memory_mb)
+    capped = resolve_limits(s, {"timeout_s": 10_000, "memory_mb": 1 << 20, "cpus": 64, "pids": 100_000,
+                                "compile_timeout_s": 1e6, "compile_memory_mb": 1 << 30})
+    assert capped == Limits(s.max_timeout_s, s.memory_limit_mb, s.max_cpus, s.max_pids,
+                            s.max_compile_timeout_s, s.max_compile_memory_mb)
     assert resolve_limits(s, {"memory_mb": 64.0}).memory_mb == 64
     for bad, field in [
         ({"memory_mb": "big"}, "limits.memory_mb"),

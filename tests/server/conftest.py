@@ -31,6 +31,7 @@ class LiveServer:
     rt: Runtime
     settings: config.Settings
     client: httpx.AsyncClient
+    provider: ReplayProvider  # the agent's model: what it answers, and what it was asked
 
     @property
     def ws_url(self) -> str:
@@ -65,7 +66,9 @@ class ServerFactory:
         self.docker_host = docker_host
         self.made: list[LiveServer] = []
 
-    async def __call__(self, text: str | None = None, rate: float = 0.0, **overrides: Any) -> LiveServer:
+    async def __call__(self, text: str | list[str] | None = None, rate: float = 0.0, **overrides: Any) -> LiveServer:
+        """A server whose model answers ``text`` (several texts: one per sample and round,
+        see :class:`~atomic.agent.providers.replay.ReplayProvider`)."""
         n = len(self.made)
         base = {
             "data_dir": str(self.tmp_path / f"data{n}"),
@@ -87,7 +90,7 @@ class ServerFactory:
         urls = await self.nursery.start(partial(serve, settings, handle_signals=False, runtime=rt))
         url = urls[0]
         client = httpx.AsyncClient(base_url=url, timeout=30)
-        server = LiveServer(url, rt, settings, client)
+        server = LiveServer(url, rt, settings, client, provider)
         self.made.append(server)
         # The pool connects in the background; wait until it is healthy.
         with trio.fail_after(10):

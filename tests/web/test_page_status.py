@@ -38,6 +38,7 @@ async def test_status_panel_renders_live_charts(make_server, browser):
         await server.client.post("/api/generate", json={"prompt": "second", "wait": True})
     cards, langs, labels, aria = result[0]
     assert cards[:6] == ["Service", "Queue", "Workers and jobs", "Agent", "Sandbox", "Languages"]
-    assert "python" in langs
+    # Each language with the version its image reports (GET /api/languages).
+    assert any(lang.startswith("python 3.") for lang in langs), langs
     assert labels == ["PARSING", "GENERATING", "PACKAGING", "EXECUTING", "EXPORTING"]
     assert aria.startswith("PARSING ")

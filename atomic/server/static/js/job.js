@@ -32,7 +32,7 @@ export class JobView {
     this.answer = '';
     this.files = new Map(); // path -> {size, text}
     this.filesNote = '';
-    this.outputs = new Map(); // case (or '') -> {stdout, stderr}
+    this.outputs = new Map(); // 'Candidate 1, case abc' (or '') -> {stdout, stderr}
     this.tab = 'answer';
     this.tabPicked = false;
     this.errorNote = null;
@@ -145,9 +145,14 @@ export class JobView {
         this.setDocument(event.job);
         break;
       case 'state':
-        this.enter(event.state, event.progress);
+        // With several samples each candidate's own stage comes too (it names the
+        // candidate); the job's state is the least advanced of them, sent on its own.
+        if (event.candidate === undefined) this.enter(event.state, event.progress);
         break;
       case 'token':
+        // Several samples: the live answer is the first candidate's (all are judged; the
+        // result lists them and the files are the kept one's).
+        if (event.candidate !== undefined && event.candidate !== 0) break;
         this.answer += event.text || '';
         this.scheduleCode();
         break;
@@ -156,7 +161,10 @@ export class JobView {
         this.renderTabs();
         break;
       case 'output': {
-        const key = event.case === undefined || event.case === null ? '' : String(event.case);
+        const parts = [];
+        if (event.candidate !== undefined) parts.push(`Candidate ${event.candidate}`);
+        if (event.case !== undefined && event.case !== null) parts.push(`${parts.length ? 'case' : 'Case'} ${event.case}`);
+        const key = parts.join(', ');
         if (!this.outputs.has(key)) this.outputs.set(key, {stdout: '', stderr: ''});
         const out = this.outputs.get(key);
         out[event.stream === 'stderr' ? 'stderr' : 'stdout'] += event.data || '';
@@ -408,7 +416,7 @@ export class JobView {
       const blocks = [];
       for (const [key, o] of this.outputs) {
         blocks.push(h('div', {class: 'case live'},
-          key ? h('h3', {class: 'case-title'}, `Case ${key}`) : null,
+          key ? h('h3', {class: 'case-title'}, key) : null,
           streams(o.stdout, o.stderr)));
       }
       fill(out, blocks);
@@ -447,7 +455,8 @@ export class JobView {
       }
       if (u.provider) facts.push(['Model', [u.provider, u.model].filter(Boolean).join(' / ')]);
       const rounds = (doc.attempts || []).filter((a) => 'attempt' in a).length;
-      if (rounds > 1) facts.push(['Attempts', `${rounds} (repairs included)`]);
+      const several = Array.isArray(doc.candidates) && doc.candidates.length > 1;
+      if (rounds > 1 && !several) facts.push(['Attempts', `${rounds} (repairs included)`]);
       const total = between(doc.created_at, doc.finished_at);
       if (total !== null) facts.push(['Took', duration(total)]);
       if (facts.length) {
