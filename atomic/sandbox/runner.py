@@ -115,19 +115,30 @@ class Runner:
         return uid
 
     def as_user(self, uid: int, fn: Any, *args: Any) -> Any:
-        """``fn(*args)`` with the effective uid and gid ``uid``; root (and its capabilities) again after."""
-        os.setresgid(uid, uid, 0)
-        os.setresuid(uid, uid, 0)
+        """``fn(*args)`` with the effective uid and gid ``uid`` (files it makes are the step's);
+        root (and its capabilities) again after.
+
+        Only the effective ids change: the runner's real and saved uid stay 0, so while it
+        works as ``uid`` no process of that uid may signal it (a signal needs the sender's
+        uid to match the target's real or saved uid). With the real uid changed too, a
+        step's ``kill -9 -1`` loop could kill the runner in the moment it cleaned up after
+        that step, and every run still queued in the sandbox was lost.
+        """
+        os.setresgid(-1, uid, -1)
+        os.setresuid(-1, uid, -1)
         try:
             return fn(*args)
         finally:
-            os.setresuid(0, 0, 0)
-            os.setresgid(0, 0, 0)
+            os.setresuid(-1, 0, -1)
+            os.setresgid(-1, 0, -1)
 
     def kill_all(self, uid: int) -> None:
-        """SIGKILL every process of ``uid``: ``kill(-1)`` sent as ``uid`` reaches exactly them
-        (and never the sender). The kernel walks the tasks under a lock fork also takes, so a
-        fork bomb cannot outrun one call; repeated until only zombies are left."""
+        """SIGKILL every process of ``uid``: ``kill(-1)`` sent with the effective uid ``uid``
+        reaches them and never the sender (nor init). The runner's real uid stays root, so
+        root's processes would be reached too: in a runner sandbox there are none but init
+        and the runner itself. The kernel walks the tasks under a lock fork also takes, so
+        a fork bomb cannot outrun one call; repeated until only zombies are left. No helper
+        process is forked for it: a fork bomb may hold every pid the sandbox has."""
         for _ in range(500):
             if not self.as_user(uid, _kill_everything):
                 return

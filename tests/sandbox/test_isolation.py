@@ -241,3 +241,14 @@ async def test_idle_runner_sandboxes_expire(controller_with) -> None:
             while ctl.statistics().containers_alive:
                 await trio.sleep(0.1)
         assert ctl.statistics().runners.expired == 1  # type: ignore[union-attr]
+
+
+async def test_a_killer_loop_never_reaches_the_runner_while_it_cleans_up(one_lane: SandboxController) -> None:
+    # The runner cleans up after a step as that step's uid; a `kill -9 -1` loop still
+    # running then must not reach it (it did while the runner changed its real uid too:
+    # the runner died and every run left in the sandbox came back as `error`).
+    killer = sh("(while :; do kill -9 -1 2>/dev/null; done) & (while :; do kill -9 -1 2>/dev/null; done) & wait")
+    results = await batch(one_lane, [killer] * 12 + [py("print('still serving')")])
+    assert [r.verdict for r in results[:12]] == ["runtime_error"] * 12, results
+    assert all(r.exit_code == 137 for r in results[:12]), results
+    assert results[12].stdout == "still serving\n", results[12]
