@@ -180,7 +180,7 @@ def extract_files(answer: str, lang: Language) -> list[ExtractedFile]:
         # usually examples or output, so they are dropped rather than guessed at.
         files.setdefault(lang.entrypoint, unnamed[0])
     if not files:
-        bare = answer.strip()
+        bare = _unpaired_fence(answer, lang).strip()
         if bare and _looks_like_code(bare, lang):
             files[lang.entrypoint] = bare + "\n"
     if files and lang.entrypoint not in files:
@@ -206,6 +206,27 @@ def _name_before(answer: str, start: int) -> str | None:
     if m and before.strip("`*#: ").endswith(m.group("name")):
         return m.group("name")
     return None
+
+
+_FENCE_LINE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[ \t]*([^\n`]*)$", re.MULTILINE)
+
+
+def _unpaired_fence(answer: str, lang: Language) -> str:
+    """The code of an answer whose fence was never paired. A generation cut at
+    ``max_tokens`` opens its block and never closes it (the code is what follows the
+    fence); a small model may start with the code and close a block it never opened
+    (the code is what precedes the fence, the prose after it is not code). The side that
+    looks like code wins; an opening fence (one naming a language or a file) is trusted
+    first."""
+    m = _FENCE_LINE.search(answer)
+    if m is None:
+        return answer
+    before, after = answer[: m.start()], answer[m.end():]
+    sides = (after, before) if m.group(2).strip() or not before.strip() else (before, after)
+    for side in sides:
+        if side.strip() and _looks_like_code(side, lang):
+            return side
+    return answer
 
 
 def _looks_like_code(text: str, lang: Language) -> bool:

@@ -85,3 +85,21 @@ def test_unnamed_blocks_of_other_languages_become_their_entry_points():
                              truncated=False, verdict="compile_error")
     repair = prompt.repair_messages([], "a", ALL["rust"], broken)
     assert "a compile error" in repair[-1]["content"] and "error[E0308]" in repair[-1]["content"]
+
+
+def test_an_unclosed_block_cut_at_max_tokens_is_still_the_program() -> None:
+    answer = "Here it is:\n```python main.py\nimport sys\nprint(sys.stdin.read().upper())\n"
+    files = prompt.extract_files(answer, LANGUAGES["python"])
+    assert [(f.path, f.content) for f in files] == [("main.py", "import sys\nprint(sys.stdin.read().upper())\n")]
+
+
+def test_a_closing_fence_never_opened_ends_the_program_before_the_prose() -> None:
+    answer = "n = int(input())\nprint(n * n)\n```\n\nThis Python script squares a number."
+    files = prompt.extract_files(answer, LANGUAGES["python"])
+    assert [(f.path, f.content) for f in files] == [("main.py", "n = int(input())\nprint(n * n)\n")]
+
+
+def test_a_bare_fence_after_prose_opens_the_program() -> None:
+    answer = "Sure:\n```\nfor i in range(3):\n    print(i)\n"
+    files = prompt.extract_files(answer, LANGUAGES["python"])
+    assert [(f.path, f.content) for f in files] == [("main.py", "for i in range(3):\n    print(i)\n")]
